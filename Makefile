@@ -1,0 +1,38 @@
+# cxrkit: `make setup` (idempotent), `make test`, `make demo` (the main job for now).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.cxrkit-installed
+DATA ?= ../shared/data/kaggle-pneumonia/train
+OUT ?= runs/demo
+
+.PHONY: setup test test-all lint demo clean
+
+setup: $(STAMP)
+
+# Re-installs only when pyproject.toml changes; torch==2.14.1 comes from the machine's local wheel cache.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest -q
+
+test-all: lint
+	$(BIN)/pytest -q -m ""
+
+demo: setup
+	@test -e "$(DATA)" || { echo "No dataset at $(DATA). Download the Kaggle chest X-ray pneumonia set (https://www.kaggle.com/datasets/paultimothymooney/chest-xray-pneumonia) and run: make demo DATA=path/to/chest_xray/train"; exit 2; }
+	$(BIN)/cxr data summary $(DATA) --out $(OUT)
+	$(BIN)/cxr data split $(DATA) --out $(OUT)/manifest.csv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache runs

@@ -1,0 +1,61 @@
+"""The `cxr` command line: a thin typer app. Each command parses, calls one library function, prints."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from cxrkit.core.errors import CxrkitError
+
+app = typer.Typer(
+    name="cxr",
+    help="cxrkit: deep learning on chest X-rays - data, models, evaluation, explanation, similar cases.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Print cxrkit's own errors as one clear message (no traceback) and exit with status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CxrkitError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+def print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _register() -> None:
+    from cxrkit.commands.data import data_app
+
+    app.add_typer(data_app, name="data", help="Explore, split and balance datasets.")
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,1 @@
+"""Adapters: each turns one published dataset layout into a CxrTable, and nothing else."""

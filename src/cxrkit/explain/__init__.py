@@ -1,0 +1,1 @@
+"""cxrkit.explain (see DESIGN.md layers)."""

@@ -1,0 +1,22 @@
+"""Decoding X-ray files (PNG, JPEG, 8/16-bit, DICOM) into float32 grayscale arrays in [0, 1]."""
+
+from cxrkit.io.decode import (
+    DEFAULT_LIMITS,
+    DecodeLimits,
+    image_size,
+    read_image,
+    read_image_bytes,
+    sniff_format,
+)
+from cxrkit.io.dicom import DicomMeta, read_dicom_meta
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DecodeLimits",
+    "DicomMeta",
+    "image_size",
+    "read_dicom_meta",
+    "read_image",
+    "read_image_bytes",
+    "sniff_format",
+]

@@ -1,0 +1,338 @@
+"""Model bundles: a trained model as a folder that loads with no flags.
+
+Layout::
+
+    <bundle>/
+      model.safetensors   the state dict (never a pickle)
+      config.json         architecture + kwargs, label space, preprocessing, thresholds, metrics,
+                          data summary, license, code version, created time, weights sha256
+      MODEL_CARD.md       generated from config.json
+
+Bundles are found by ``resolve_bundle``: an existing path, else a bundle shipped inside the package
+(``cxrkit/models/shipped/<name>/``), else ``$CXRKIT_HOME/models/<name>/``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import cxrkit
+from cxrkit.core.errors import BundleError, ConfigError, CxrkitError, UnknownNameError
+from cxrkit.core.files import atomic_dir
+from cxrkit.core.preprocess import Preprocessing
+from cxrkit.core.settings import cxrkit_home
+from cxrkit.core.task import LabelSpace, TaskType
+from cxrkit.models.card import render_model_card
+from cxrkit.models.heads import logits_to_proba
+from cxrkit.models.registry import create_model, get_model_info
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+CARD_FILE = "MODEL_CARD.md"
+FORMAT_VERSION = 1
+SHIPPED_DIR = Path(__file__).parent / "shipped"
+_REQUIRED = ("architecture", "label_space", "preprocessing", "weights_sha256")
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle. ``model`` is in eval mode on the CPU."""
+
+    path: Path
+    model: nn.Module
+    architecture: str
+    model_kwargs: dict[str, Any]
+    label_space: LabelSpace
+    preprocessing: Preprocessing
+    thresholds: dict[str, float]
+    metrics: dict[str, Any]
+    data_summary: dict[str, Any]
+    license: str
+    code_version: str
+    created: str
+    fingerprint: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.label_space.classes
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> np.ndarray:
+        """Probabilities N x num_outputs (binary: N x 1, the positive class) for preprocessed input."""
+        self.model.eval()
+        param = next(self.model.parameters(), None)
+        if param is not None:
+            x = x.to(device=param.device, dtype=param.dtype)
+        return logits_to_proba(self.model(x), self.label_space).cpu().numpy()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def normalise_thresholds(
+    thresholds: Mapping[str, float] | Sequence[float] | float | None, label_space: LabelSpace
+) -> dict[str, float]:
+    """Per-output thresholds as ``{class: value}`` (binary: one entry, the positive class).
+
+    ``None`` means 0.5 for every output. A sequence is aligned with the outputs.
+    """
+    outputs = [label_space.positive] if label_space.task is TaskType.BINARY else list(label_space.classes)
+    if thresholds is None:
+        values = dict.fromkeys(outputs, 0.5)
+    elif isinstance(thresholds, int | float):
+        values = dict.fromkeys(outputs, float(thresholds))
+    elif isinstance(thresholds, Mapping):
+        values = {label_space.classes[label_space.index(k)]: float(v) for k, v in thresholds.items()}
+        unknown = [k for k in values if k not in outputs]
+        if unknown:
+            raise ConfigError(f"Thresholds for {unknown} but the model's outputs are {outputs}.")
+        values = {k: values.get(k, 0.5) for k in outputs}
+    else:
+        seq = [float(t) for t in np.asarray(thresholds, dtype=float).ravel()]
+        if len(seq) != len(outputs):
+            raise ConfigError(f"{len(seq)} thresholds given for {len(outputs)} outputs {outputs}.")
+        values = dict(zip(outputs, seq, strict=True))
+    bad = {k: v for k, v in values.items() if not (math.isfinite(v) and 0.0 <= v <= 1.0)}
+    if bad:
+        raise ConfigError(f"Thresholds must be probabilities in [0, 1]; got {bad}.")
+    return values
+
+
+def _default_model_kwargs(model: nn.Module, arch: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if get_model_info(arch).family == "small_cnn":
+        kwargs["image_size"] = int(model.image_size)
+    return kwargs
+
+
+def save_bundle(
+    out_dir: str | Path,
+    model: nn.Module,
+    arch: str,
+    label_space: LabelSpace,
+    preprocessing: Preprocessing,
+    thresholds: Mapping[str, float] | Sequence[float] | float | None,
+    metrics: Mapping[str, Any],
+    data_summary: Mapping[str, Any],
+    license: str,
+    extra: Mapping[str, Any] | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a bundle folder atomically (a reader never sees a half-written bundle).
+
+    Args:
+        out_dir: bundle folder; replaced if it exists.
+        model: the trained model (any device).
+        arch: its registry name (``create_model(arch, ...)`` must rebuild it).
+        label_space: task and classes, in output order.
+        preprocessing: how inputs were prepared (its ``in_chans`` is the model's input channels).
+        thresholds: per-class decision thresholds (see ``normalise_thresholds``).
+        metrics: validation metrics (JSON-serialisable; numpy scalars are fine).
+        data_summary: training data description: dataset name, source, counts, ``splits``...
+        license: license of the training data / weights, as text.
+        extra: anything else to keep in ``config.json`` (shown in the model card).
+        model_kwargs: extra ``create_model`` kwargs (``image_size`` of the small CNNs is filled in).
+
+    Returns:
+        The bundle path.
+
+    Raises:
+        ConfigError: the model does not match ``arch``/``model_kwargs`` or a value is not JSON-safe.
+    """
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    kwargs = {**_default_model_kwargs(model, arch), **dict(model_kwargs or {})}
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    # Check now, not at load time, that the architecture + kwargs rebuild exactly these tensors.
+    with torch.device("meta"):
+        probe = create_model(arch, label_space, in_chans=preprocessing.in_chans, weights="none", **kwargs)
+    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != got:
+        diff = sorted(set(expected.items()) ^ set(got.items()))[:5]
+        raise ConfigError(
+            f"The model does not match create_model({arch!r}, {label_space.task.value} with "
+            f"{label_space.num_outputs} outputs, in_chans={preprocessing.in_chans}, {kwargs}); differing "
+            f"keys/shapes include {diff}. Fix: pass the right arch, model_kwargs or preprocessing.in_chans."
+        )
+    config: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "architecture": arch,
+        "model_kwargs": kwargs,
+        "label_space": label_space.to_dict(),
+        "preprocessing": preprocessing.to_dict(),
+        "thresholds": normalise_thresholds(thresholds, label_space),
+        "metrics": dict(metrics or {}),
+        "data_summary": dict(data_summary or {}),
+        "license": license,
+        "code_version": cxrkit.__version__,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "extra": dict(extra or {}),
+    }
+    with atomic_dir(out_dir) as tmp:
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "architecture": arch})
+        config["weights_sha256"] = sha256_file(tmp / WEIGHTS_FILE)
+        try:
+            text = json.dumps(config, indent=2, default=_json_default, allow_nan=True)
+        except TypeError as err:
+            raise ConfigError(f"Bundle config is not JSON-serialisable: {err}.") from err
+        (tmp / CONFIG_FILE).write_text(text + "\n", encoding="utf-8")
+        (tmp / CARD_FILE).write_text(render_model_card(json.loads(text)), encoding="utf-8")
+    return out_dir
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    cfg_path = path / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise BundleError(
+            f"Bundle {path} has no {CONFIG_FILE}. Fix: point at a folder written by save_bundle "
+            "(it holds model.safetensors, config.json and MODEL_CARD.md), or re-export the model."
+        )
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(
+            f"{cfg_path} is not valid JSON ({err}). Fix: restore the file from the original bundle or re-export it."
+        ) from err
+    if not isinstance(config, dict):
+        raise BundleError(f"{cfg_path} must hold a JSON object. Fix: re-export the bundle.")
+    missing = [k for k in _REQUIRED if k not in config]
+    if missing:
+        raise BundleError(f"{cfg_path} lacks required fields {missing}. Fix: re-export the bundle with save_bundle.")
+    return config
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load a bundle folder (or a name: see ``resolve_bundle``); the model is returned in eval mode.
+
+    Raises:
+        BundleError: a file is missing, ``config.json`` is not valid, the weights' sha256 differs from
+            the recorded one, or the weights do not fit the recorded architecture. The message names
+            the file and the fix.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = resolve_bundle(path)
+    config = _read_config(path)
+    weights_path = path / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise BundleError(f"Bundle {path} has no {WEIGHTS_FILE}. Fix: copy the complete bundle folder.")
+    digest = sha256_file(weights_path)
+    if digest != config["weights_sha256"]:
+        raise BundleError(
+            f"{weights_path} has sha256 {digest} but {CONFIG_FILE} records {config['weights_sha256']}: the "
+            "weights were changed or corrupted. Fix: restore the original file, or re-export the bundle."
+        )
+    try:
+        label_space = LabelSpace.from_dict(config["label_space"])
+        preprocessing = Preprocessing.from_dict(config["preprocessing"])
+        kwargs = dict(config.get("model_kwargs") or {})
+        model = create_model(
+            config["architecture"], label_space, in_chans=preprocessing.in_chans, weights="none", **kwargs
+        )
+    except (CxrkitError, KeyError, TypeError, ValueError) as err:
+        raise BundleError(
+            f"{path / CONFIG_FILE} describes a model cxrkit cannot build ({err}). Fix: check 'architecture', "
+            "'model_kwargs', 'label_space' and 'preprocessing', or upgrade cxrkit to the version that wrote it "
+            f"({config.get('code_version')})."
+        ) from err
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BundleError(
+            f"{weights_path} is not a readable safetensors file ({err}). Fix: re-export the bundle."
+        ) from err
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise BundleError(
+            f"{weights_path} does not fit architecture {config['architecture']!r} with {label_space.num_outputs} "
+            f"outputs as recorded in {CONFIG_FILE}: {str(err)[:400]}. Fix: the weights "
+            "and config.json come from different models; re-export the bundle."
+        ) from err
+    model.eval()
+    return Bundle(
+        path=path,
+        model=model,
+        architecture=config["architecture"],
+        model_kwargs=kwargs,
+        label_space=label_space,
+        preprocessing=preprocessing,
+        thresholds={k: float(v) for k, v in (config.get("thresholds") or {}).items()},
+        metrics=dict(config.get("metrics") or {}),
+        data_summary=dict(config.get("data_summary") or {}),
+        license=str(config.get("license", "")),
+        code_version=str(config.get("code_version", "")),
+        created=str(config.get("created", "")),
+        fingerprint=digest,
+        extra=dict(config.get("extra") or {}),
+    )
+
+
+def _bundle_roots() -> list[Path]:
+    return [SHIPPED_DIR, cxrkit_home() / "models"]
+
+
+def list_bundles() -> list[str]:
+    """Names of bundles shipped with cxrkit or installed under ``$CXRKIT_HOME/models``."""
+    names: set[str] = set()
+    for root in _bundle_roots():
+        if root.is_dir():
+            names.update(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
+    return sorted(names)
+
+
+def resolve_bundle(name_or_path: str | Path) -> Path:
+    """Find a bundle folder: an existing path, else ``shipped/<name>``, else ``$CXRKIT_HOME/models/<name>``.
+
+    Raises:
+        BundleError: a path-like argument (with a separator) that does not exist.
+        UnknownNameError: a bare name that is no known bundle (lists the available ones).
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise BundleError(f"{path} is a file; a bundle is a folder holding {WEIGHTS_FILE} and {CONFIG_FILE}.")
+    text = str(name_or_path)
+    if isinstance(name_or_path, Path) or "/" in text or "\\" in text:
+        raise BundleError(
+            f"Bundle folder {path} does not exist. Fix: check the path, or use a bundle name from "
+            f"{list_bundles() or '(none installed)'}."
+        )
+    for root in _bundle_roots():
+        candidate = root / text
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    raise UnknownNameError("bundle", text, list_bundles())

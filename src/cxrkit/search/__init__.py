@@ -1,0 +1,1 @@
+"""cxrkit.search (see DESIGN.md layers)."""

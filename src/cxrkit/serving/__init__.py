@@ -1,0 +1,1 @@
+"""cxrkit.serving (see DESIGN.md layers)."""

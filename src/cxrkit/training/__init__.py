@@ -1,0 +1,1 @@
+"""cxrkit.training (see DESIGN.md layers)."""

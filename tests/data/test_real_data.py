@@ -1,0 +1,64 @@
+"""Exact counts on ../shared/data (skipped when absent) and zero patient overlap across splits."""
+
+from __future__ import annotations
+
+import pytest
+
+from cxrkit.data import assign_splits, leaking_patients, load_dataset, summarize
+
+pytestmark = pytest.mark.real_data
+
+
+def test_kaggle_train_counts(shared_data):
+    t = load_dataset(shared_data / "kaggle-pneumonia" / "train")
+    s = summarize(t, size_sample=50)
+    assert s["class_counts"] == {"NORMAL": 1341, "PNEUMONIA": 3875}
+    assert s["n_images"] == 5216 and s["n_patients"] == 2846
+    assert s["n_images_without_patient"] == 0
+
+
+def test_kaggle_fullres_counts(shared_data):
+    s = summarize(load_dataset(shared_data / "kaggle-pneumonia-fullres-sample"), size_sample=20)
+    assert s["class_counts"] == {"NORMAL": 100, "PNEUMONIA": 100} and s["n_patients"] == 195
+
+
+def test_covid_counts(shared_data):
+    t = load_dataset(shared_data / "covid-chestxray")
+    s = summarize(t, size_sample=20)
+    assert s["class_counts"] == {"NORMAL": 19, "PNEUMONIA": 77, "COVID-19": 427}
+    assert s["n_patients"] == 305
+    assert s["views"] == {"PA": 289, "AP Supine": 132, "AP": 102}
+    notes = " | ".join(t.notes)
+    assert "78 rows left out: finding 'todo'" in notes and "44 rows left out: view" in notes
+
+
+def test_covid_all_views(shared_data):
+    t = load_dataset(shared_data / "covid-chestxray", views=None)
+    assert len(t) == 566  # 653 rows - 78 todo - 4 ARDS - 5 repeated file names
+
+
+def test_nih_counts(shared_data):
+    s = summarize(load_dataset(shared_data / "nih-1000-64px"), size_sample=20)
+    assert s["n_images"] == 794 and s["n_patients"] == 199
+    assert s["class_counts"]["Infiltration"] == 142 and s["class_counts"]["Effusion"] == 138
+    assert s["class_counts"]["Hernia"] == 9 and s["class_counts"]["Pneumonia"] == 7
+    assert s["image_sizes"]["most_common"] == {"64x64": 20}
+
+
+def test_pneumoniamnist_counts(shared_data):
+    t = load_dataset(shared_data / "pneumoniamnist" / "pneumoniamnist.npz")
+    assert t.split("train").class_counts() == {"NORMAL": 1213, "PNEUMONIA": 3494}
+    assert t.split("val").class_counts() == {"NORMAL": 135, "PNEUMONIA": 389}
+    assert summarize(t, size_sample=5)["n_patients"] is None
+
+
+@pytest.mark.parametrize(
+    "folder",
+    ["kaggle-pneumonia/train", "kaggle-pneumonia-fullres-sample", "covid-chestxray", "nih-1000-64px"],
+)
+def test_no_patient_overlap_across_splits(shared_data, folder):
+    t = assign_splits(load_dataset(shared_data / folder), seed=0)
+    assert leaking_patients(t) == []
+    groups = {s: set(t.split(s).frame["patient_id"]) for s in ("train", "val", "test")}
+    assert not groups["train"] & groups["val"] and not groups["train"] & groups["test"]
+    assert not groups["val"] & groups["test"]

@@ -1,0 +1,70 @@
+"""Threshold choice: Youden, sensitivity target, and per-task lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cxrkit.core.errors import ConfigError, DataFormatError, UnknownNameError
+from cxrkit.evaluation import binary_metrics, choose_thresholds, threshold_for_sensitivity, youden_threshold
+
+from ._data import multiclass_data, multilabel_data
+
+
+def test_youden_on_known_scores(six):
+    y, p = six
+    # J: t=0.9 -> 1/3, t=0.8 -> 2/3, t=0.6 -> 1/3, t=0.4 -> 2/3, t=0.3 -> 1/3; ties go to the higher threshold
+    assert youden_threshold(y, p) == pytest.approx(0.8)
+
+
+def test_youden_perfect_separation():
+    assert youden_threshold([0, 0, 1, 1], [0.1, 0.3, 0.7, 0.9]) == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize(("target", "expected"), [(0.3, 0.9), (0.6, 0.8), (2 / 3, 0.8), (0.9, 0.4), (1.0, 0.4)])
+def test_threshold_for_sensitivity(six, target, expected):
+    y, p = six
+    t = threshold_for_sensitivity(y, p, target)
+    assert t == pytest.approx(expected)
+    assert binary_metrics(y, p, t)["sensitivity"] >= target - 1e-12
+    # any higher threshold (just above t) misses the target: t is the highest that reaches it
+    assert binary_metrics(y, p, min(t + 1e-9, 1.0))["sensitivity"] < target
+
+
+def test_threshold_for_sensitivity_bad_target(six):
+    with pytest.raises(ConfigError, match="1.2"):
+        threshold_for_sensitivity(*six, target=1.2)
+
+
+def test_choose_thresholds_binary(binary_space, six):
+    y, p = six
+    y_true = np.stack([1 - y, y], axis=1)
+    assert choose_thresholds(binary_space, y_true, p) == [pytest.approx(0.8)]
+    assert choose_thresholds(binary_space, y_true, p[:, None], method="sensitivity", target_sensitivity=1.0) == [
+        pytest.approx(0.4)
+    ]
+
+
+def test_choose_thresholds_multilabel_masks_nan_and_falls_back(multilabel_space):
+    y, p = multilabel_data()
+    ts = choose_thresholds(multilabel_space, y, p)
+    assert len(ts) == 3
+    known = ~np.isnan(y[:, 0])
+    assert ts[0] == pytest.approx(youden_threshold(y[known, 0], p[known, 0]))
+    assert ts[2] == 0.5  # column 2 has no positive: default, with a warning
+
+
+def test_choose_thresholds_multiclass_is_empty(multiclass_space):
+    y, p = multiclass_data()
+    assert choose_thresholds(multiclass_space, y, p) == []
+
+
+def test_choose_thresholds_errors(binary_space, six):
+    y, p = six
+    y_true = np.stack([1 - y, y], axis=1)
+    with pytest.raises(UnknownNameError, match="youdn"):
+        choose_thresholds(binary_space, y_true, p, method="youdn")
+    with pytest.raises(ConfigError, match="target_sensitivity"):
+        choose_thresholds(binary_space, y_true, p, method="sensitivity")
+    with pytest.raises(DataFormatError, match="both classes"):
+        choose_thresholds(binary_space, np.tile([1.0, 0.0], (6, 1)), p)
