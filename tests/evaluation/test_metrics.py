@@ -100,5 +100,5 @@ def test_bad_arrays(y, p, match):
 
 
 def test_bad_threshold(six):
-    with pytest.raises(ConfigError, match="1.5"):
+    with pytest.raises(ConfigError, match=r"1\.5"):
         binary_metrics(*six, threshold=1.5)

@@ -32,7 +32,7 @@ def test_threshold_for_sensitivity(six, target, expected):
 
 
 def test_threshold_for_sensitivity_bad_target(six):
-    with pytest.raises(ConfigError, match="1.2"):
+    with pytest.raises(ConfigError, match=r"1\.2"):
         threshold_for_sensitivity(*six, target=1.2)
 
 

@@ -1,0 +1,122 @@
+"""`cxr models list`, `cxr train`, `cxr predict`, `cxr evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cxrkit.cli import friendly_errors, print_json, setup_logging
+
+models_app = typer.Typer(no_args_is_help=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="A shipped bundle name or a bundle folder.")]
+
+
+@models_app.command("list")
+@friendly_errors
+def list_cmd(pattern: Annotated[str, typer.Argument()] = "*", as_json: JsonOpt = False) -> None:
+    """Registered architectures and available trained bundles."""
+    from cxrkit.models import get_model_info, list_bundles, list_models
+
+    archs = [
+        {"name": n, "family": get_model_info(n).family, "weights": get_model_info(n).weights_source}
+        for n in list_models(pattern)
+    ]
+    bundles = list_bundles()
+    if as_json:
+        print_json({"architectures": archs, "bundles": bundles})
+        return
+    typer.echo("architectures:")
+    for a in archs:
+        typer.echo(f"  {a['name']:20s} {a['family']:12s} {a['weights']}")
+    typer.echo("trained bundles: " + (", ".join(bundles) if bundles else "(none yet: see recipes/)"))
+
+
+def train_cmd(
+    recipe: Annotated[Path, typer.Argument(help="A recipe YAML (see recipes/).")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: key.sub=value (repeatable).")] = None,
+    devices: Annotated[str | None, typer.Option(help="Lightning devices (e.g. 2, or auto).")] = None,
+    num_nodes: Annotated[int | None, typer.Option(help="Lightning nodes.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="Lightning strategy (e.g. ddp).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from <out>/checkpoints/last.ckpt.")] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train from a recipe; ends in a bundle (<out>/bundle) with its threshold chosen on validation."""
+    import sys
+
+    from cxrkit.training.recipe import load_recipe
+    from cxrkit.training.run import train_from_recipe
+
+    setup_logging(quiet or as_json)
+    overrides = list(set_ or [])
+    if devices is not None:
+        overrides.append(f"train.devices={devices}")
+    if num_nodes is not None:
+        overrides.append(f"train.num_nodes={num_nodes}")
+    if strategy is not None:
+        overrides.append(f"train.strategy={strategy}")
+    result = train_from_recipe(load_recipe(recipe, overrides), resume=resume, progress=sys.stderr.isatty() and not quiet)
+    if not result:
+        return  # a non-zero DDP rank
+    if as_json:
+        print_json(result)
+    else:
+        typer.echo(f"bundle: {result.get('bundle') or result.get('baseline')}")
+        typer.echo(f"validation AUROC: {result['val_auroc']:.4f}  ({result['n_val']} images)")
+
+
+def predict_cmd(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders (PNG, JPEG, DICOM).")],
+    model: ModelOpt = "pneumonia",
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Ranked class probabilities and the findings above threshold, per image."""
+    from cxrkit.serving.predictor import Predictor
+
+    setup_logging(quiet or as_json)
+    predictor = Predictor.load(model)
+    results = predictor.predict_paths(images, batch_size=batch_size)
+    if as_json:
+        print_json({"model": predictor.describe(), "predictions": results})
+        return
+    for r in results:
+        ranked = ", ".join(f"{c['class']} {c['probability']:.3f}" for c in r["ranked"])
+        found = ", ".join(r["findings"]) or "none above threshold"
+        typer.echo(f"{r['path']}: {found}  [{ranked}]")
+
+
+def evaluate_cmd(
+    data: Annotated[list[str], typer.Argument(help="Dataset paths or a manifest (its 'test' split if it has one).")],
+    model: ModelOpt = "pneumonia",
+    split: Annotated[str | None, typer.Option(help="Evaluate only this split of a manifest (train/val/test).")] = None,
+    label_map: Annotated[
+        list[str] | None, typer.Option("--label-map", help="DATASET_CLASS=MODEL_CLASS (repeatable).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write report.md, report.html, metrics.json and plots here.")] = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Evaluate a model on labelled data at its stored threshold(s), with bootstrap CIs."""
+    from cxrkit.serving.evaluate import evaluate_model
+
+    setup_logging(quiet or as_json)
+    result = evaluate_model(
+        model, data, split=split, label_map=label_map or [], out=out, n_boot=n_boot, batch_size=batch_size
+    )
+    if as_json:
+        print_json(result)
+        return
+    keys = ("n", "accuracy", "auroc", "auroc_ci", "sensitivity", "specificity", "threshold", "macro_auroc", "mean_auroc", "ece")
+    for k in keys:
+        if k in result:
+            typer.echo(f"{k:12s} {result[k]}")
+    if out:
+        typer.echo(f"report: {out / 'report.html'}")

@@ -1,0 +1,80 @@
+"""Batch inference over a table: one code path for predict, evaluate, thresholds and embeddings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from cxrkit.core.preprocess import Preprocessing
+from cxrkit.core.task import LabelSpace
+from cxrkit.data.table import CxrTable
+from cxrkit.data.torch_dataset import CxrImageDataset
+from cxrkit.data.transforms import ImageTransform
+from cxrkit.models.heads import logits_to_proba
+
+log = logging.getLogger(__name__)
+
+
+def choose_device(requested: str | None = None) -> torch.device:
+    """The device inference runs on: ``requested`` if given, else CUDA when present, else CPU."""
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.no_grad()
+def run_batches(
+    model: torch.nn.Module,
+    table: CxrTable,
+    prep: Preprocessing,
+    fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: str | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Apply ``fn(model, batch)`` to every image of ``table`` (decoded and preprocessed in workers)."""
+    dev = choose_device(device)
+    model = model.to(dev).eval()
+    loader = DataLoader(
+        CxrImageDataset(table, ImageTransform(prep)), batch_size=batch_size, num_workers=num_workers, shuffle=False
+    )
+    outputs = []
+    batches = loader
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(loader, desc="inference", unit="batch", leave=False)
+    for x, _ in batches:
+        x = x.to(dev).contiguous(memory_format=torch.channels_last)
+        outputs.append(fn(model, x).float().cpu().numpy())
+    if not outputs:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate(outputs)
+
+
+def predict_proba(
+    model: torch.nn.Module,
+    label_space: LabelSpace,
+    table: CxrTable,
+    prep: Preprocessing,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: str | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Probabilities N x num_outputs for every image of ``table``."""
+    return run_batches(
+        model,
+        table,
+        prep,
+        lambda m, x: logits_to_proba(m(x), label_space),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        progress=progress,
+    )

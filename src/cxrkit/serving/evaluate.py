@@ -1,0 +1,83 @@
+"""Evaluate a bundle on a labelled dataset at its stored thresholds."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrkit.core.errors import ConfigError, DataFormatError
+from cxrkit.core.task import TaskType
+from cxrkit.data import load_datasets
+from cxrkit.data.table import CxrTable
+from cxrkit.evaluation import evaluate_predictions, write_report
+from cxrkit.models import load_bundle, resolve_bundle
+from cxrkit.models.inference import predict_proba
+
+log = logging.getLogger(__name__)
+
+
+def align_labels(table: CxrTable, model_classes: Sequence[str], label_map: Sequence[str] = ()) -> np.ndarray:
+    """The table's labels as columns of the model's classes (matched case-insensitively, or by ``label_map``).
+
+    ``label_map`` entries are 'DATASET_CLASS=MODEL_CLASS'. A model class the data does not annotate is NaN.
+    """
+    mapping: dict[str, str] = {}
+    for item in label_map:
+        src, sep, dst = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--label-map takes DATASET_CLASS=MODEL_CLASS, got {item!r}.")
+        mapping[src.strip().lower()] = dst.strip().lower()
+    wanted = [c.lower() for c in model_classes]
+    out = np.full((len(table), len(model_classes)), np.nan, np.float32)
+    matched = 0
+    for j, c in enumerate(table.classes):
+        target = mapping.get(c.lower(), c.lower())
+        if target in wanted:
+            col = wanted.index(target)
+            out[:, col] = table.labels[:, j] if np.isnan(out[:, col]).all() else np.fmax(out[:, col], table.labels[:, j])
+            matched += 1
+    if not matched:
+        raise DataFormatError(
+            f"None of the dataset's classes {list(table.classes)} match the model's {list(model_classes)}. "
+            "Map them with --label-map DATASET_CLASS=MODEL_CLASS."
+        )
+    if table.label_space.exclusive:
+        known = np.nansum(table.labels, axis=1) > 0
+        out[known] = np.nan_to_num(out[known], nan=0.0)  # exclusive data: other classes are known absent
+    return out
+
+
+def evaluate_model(
+    model: str | Path,
+    data: Sequence[str],
+    split: str | None = None,
+    label_map: Sequence[str] = (),
+    out: Path | None = None,
+    n_boot: int = 1000,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    bundle = load_bundle(resolve_bundle(model))
+    table = load_datasets(list(data))
+    if split:
+        table = table.split(split)
+    elif table.frame["split"].eq("test").any():
+        log.info("the data has a test split: evaluating on its %d test images", int(table.frame["split"].eq("test").sum()))
+        table = table.split("test")
+    if not len(table):
+        raise DataFormatError(f"No images to evaluate in {list(data)} (split {split!r}).")
+    labels = align_labels(table, bundle.classes, label_map)
+    space = bundle.label_space
+    if space.task is TaskType.BINARY:
+        keep = ~np.isnan(labels[:, 1])
+        table, labels = table.subset(keep), labels[keep]
+    probs = predict_proba(bundle.model, space, table, bundle.preprocessing, batch_size=batch_size, progress=True)
+    thresholds = None if space.task is TaskType.MULTICLASS else [bundle.thresholds[k] for k in bundle.thresholds]
+    result = evaluate_predictions(space, labels, probs, thresholds=thresholds, n_boot=n_boot)
+    result["model"] = {"path": str(bundle.path), "architecture": bundle.architecture, "sha256": bundle.fingerprint}
+    if out is not None:
+        write_report(result, out, labels, probs, space, title=f"{bundle.path.name} on {', '.join(map(str, data))}")
+    return result

@@ -1,0 +1,159 @@
+"""The LightningModule: any registered model, any task, freeze-then-unfreeze, validation AUROC."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from cxrkit.core.task import LabelSpace, TaskType
+from cxrkit.evaluation import evaluate_predictions
+from cxrkit.models.heads import logits_to_proba
+from cxrkit.training.losses import TaskLoss
+from cxrkit.training.recipe import TrainSpec
+
+log = logging.getLogger(__name__)
+
+
+def headline_auroc(result: dict[str, Any]) -> float:
+    """The one AUROC a task reports: binary auroc, multiclass macro, multilabel mean."""
+    value = result.get("auroc", result.get("macro_auroc", result.get("mean_auroc")))
+    return float("nan") if value is None else float(value)
+
+
+def accuracy_of(label_space: LabelSpace, labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> float:
+    """Accuracy at 0.5 (binary/multilabel, over known entries) or argmax (multiclass)."""
+    if label_space.task is TaskType.MULTICLASS:
+        known = np.nansum(labels, axis=1) > 0
+        return float((probs[known].argmax(1) == np.nan_to_num(labels[known]).argmax(1)).mean()) if known.any() else math.nan
+    target = labels[:, 1:2] if label_space.task is TaskType.BINARY else labels
+    mask = ~np.isnan(target)
+    return float(((probs >= threshold) == (target == 1))[mask].mean()) if mask.any() else math.nan
+
+
+class CxrClassifier(L.LightningModule):
+    """Wraps a model from ``cxrkit.models.create_model`` for training.
+
+    For ``freeze_epochs`` epochs only the output layer learns (the new head settles without wrecking
+    pretrained features); then everything learns, the backbone at ``lr * backbone_lr_scale``.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        label_space: LabelSpace,
+        train: TrainSpec,
+        class_weights: np.ndarray | None = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.label_space = label_space
+        self.spec = train
+        weights = torch.as_tensor(class_weights) if class_weights is not None else None
+        self.loss_fn = TaskLoss(label_space, weights, train.label_smoothing)
+        self._val_probs: list[torch.Tensor] = []
+        self._val_labels: list[torch.Tensor] = []
+        self._train_correct: list[float] = []
+        self.last_val: dict[str, Any] = {}
+
+    # -- parameters ------------------------------------------------------------------
+    def head_parameters(self) -> list[torch.nn.Parameter]:
+        head = self.model.get_classifier() if hasattr(self.model, "get_classifier") else None
+        if isinstance(head, torch.nn.Module) and any(True for _ in head.parameters()):
+            return list(head.parameters())
+        params = list(self.model.parameters())
+        return params[-2:]  # the last Linear's weight and bias
+
+    def _set_backbone_trainable(self, trainable: bool) -> None:
+        head = {id(p) for p in self.head_parameters()}
+        for p in self.model.parameters():
+            if id(p) not in head:
+                p.requires_grad_(trainable)
+
+    def on_train_epoch_start(self) -> None:
+        frozen = self.current_epoch < self.spec.freeze_epochs
+        self._set_backbone_trainable(not frozen)
+        if self.current_epoch in (0, self.spec.freeze_epochs) and self.spec.freeze_epochs:
+            log.info("epoch %d: backbone %s", self.current_epoch, "frozen" if frozen else "unfrozen")
+
+    def configure_optimizers(self) -> Any:
+        head = self.head_parameters()
+        head_ids = {id(p) for p in head}
+        backbone = [p for p in self.model.parameters() if id(p) not in head_ids]
+        lr = self.spec.lr
+        groups = [
+            {"params": head, "lr": lr},
+            {"params": backbone, "lr": lr * (self.spec.backbone_lr_scale if self.spec.freeze_epochs else 1.0)},
+        ]
+        wd = self.spec.weight_decay
+        name = self.spec.optimizer
+        if name == "adamw":
+            opt = torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
+        elif name == "adam":
+            opt = torch.optim.Adam(groups, lr=lr, weight_decay=wd)
+        elif name == "rmsprop":
+            opt = torch.optim.RMSprop(groups, lr=lr, weight_decay=wd)
+        else:
+            opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
+        if self.spec.scheduler != "cosine":
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = int(total * self.spec.warmup_epochs / max(1, self.spec.epochs))
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / (warm + 1)
+            progress = (step - warm) / max(1, total - warm)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress))) * 0.99 + 0.01
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # -- steps -----------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.spec.channels_last else x
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(self._prepare(x))
+        loss = self.loss_fn(logits, y)
+        probs = logits_to_proba(logits.detach(), self.label_space).cpu().numpy()
+        acc = accuracy_of(self.label_space, y.cpu().numpy(), probs)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
+        self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(self._prepare(x))
+        self.log("val_loss", self.loss_fn(logits, y), on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
+        self._val_probs.append(logits_to_proba(logits, self.label_space).cpu())
+        self._val_labels.append(y.cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_probs:
+            return
+        probs = torch.cat(self._val_probs)
+        labels = torch.cat(self._val_labels)
+        self._val_probs.clear()
+        self._val_labels.clear()
+        if self.trainer.world_size > 1:  # every rank scores the whole validation set
+            probs = self.all_gather(probs).flatten(0, 1)
+            labels = self.all_gather(labels).flatten(0, 1)
+        p, y = probs.numpy(), labels.numpy()
+        try:
+            result = evaluate_predictions(self.label_space, y, p, n_boot=0)
+            auroc = headline_auroc(result)
+        except Exception as e:  # a sanity-check batch may hold one class only
+            log.debug("validation AUROC undefined: %s", e)
+            auroc = float("nan")
+        self.last_val = {"auroc": auroc, "accuracy": accuracy_of(self.label_space, y, p)}
+        self.log("val_auroc", auroc, prog_bar=True, sync_dist=False)
+        self.log("val_acc", self.last_val["accuracy"], sync_dist=False)

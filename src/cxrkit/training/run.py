@@ -1,0 +1,225 @@
+"""Run a recipe end to end: data -> model -> Lightning fit -> best checkpoint -> threshold -> bundle."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from cxrkit.core.files import atomic_write_text
+from cxrkit.core.preprocess import Preprocessing
+from cxrkit.data import class_weights
+from cxrkit.data.table import CxrTable
+from cxrkit.data.transforms import Augmentation
+from cxrkit.evaluation import choose_thresholds, evaluate_predictions, learning_curve_plot, write_report
+from cxrkit.models import create_model, get_model_info, save_bundle
+from cxrkit.models.inference import predict_proba
+from cxrkit.training.data_prep import data_summary, prepare_table
+from cxrkit.training.datamodule import CxrDataModule
+from cxrkit.training.module import CxrClassifier, headline_auroc
+from cxrkit.training.recipe import Recipe
+
+log = logging.getLogger(__name__)
+CLASSICAL = ("knn", "logreg")
+
+
+def preprocessing_for(recipe: Recipe) -> Preprocessing:
+    info = get_model_info(recipe.model.arch) if recipe.model.arch not in CLASSICAL else None
+    base = info.preprocessing if info is not None else Preprocessing()
+    return Preprocessing(
+        image_size=recipe.model.image_size, resize=recipe.model.resize, mean=base.mean, std=base.std, in_chans=1
+    )
+
+
+def augmentation_for(recipe: Recipe) -> Augmentation | None:
+    a = recipe.augment
+    if not a.enabled:
+        return None
+    return Augmentation(a.hflip, a.rotation, a.zoom, a.shift, a.brightness, a.contrast)
+
+
+def train_from_recipe(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train what ``recipe`` describes and write ``<out>/bundle`` plus logs, plots and a validation report.
+
+    Returns:
+        A JSON-ready dict: ``bundle`` path, ``val`` metrics (with thresholds chosen on validation),
+        ``best_epoch``, ``epochs_run``, ``train_seconds``, ``images_per_second``.
+    """
+    if recipe.model.arch in CLASSICAL:
+        from cxrkit.training.classical import train_classical
+
+        return train_classical(recipe)
+    out = recipe.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(recipe.train.seed, workers=True, verbose=False)
+    table = prepare_table(recipe.data)
+    train, val = table.split("train"), table.split("val")
+    log.info("train %d images, val %d images, classes %s", len(train), len(val), list(table.classes))
+    prep = preprocessing_for(recipe)
+    model = create_model(
+        recipe.model.arch,
+        table.label_space,
+        in_chans=prep.in_chans,
+        weights=recipe.model.weights,
+        drop_rate=recipe.model.drop_rate,
+        image_size=recipe.model.image_size,
+    )
+    if recipe.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    weights = class_weights(train) if recipe.data.balance == "weights" else None
+    module = CxrClassifier(model, table.label_space, recipe.train, weights)
+    dm = CxrDataModule(
+        train,
+        val,
+        prep,
+        augmentation_for(recipe),
+        batch_size=recipe.train.batch_size,
+        num_workers=recipe.train.num_workers,
+        balanced_sampler=recipe.data.balance == "sampler",
+        seed=recipe.train.seed,
+    )
+    trainer, checkpoint = _trainer(recipe, out, progress)
+    ckpt_path = _resume_path(out) if resume else None
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    seconds = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        return {}
+    best_epoch = _load_best(module, checkpoint)
+    return _finish(recipe, out, table, train, val, module.model, prep, best_epoch, trainer, seconds)
+
+
+def _trainer(recipe: Recipe, out: Path, progress: bool) -> tuple[L.Trainer, L.pytorch.callbacks.ModelCheckpoint]:
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    t = recipe.train
+    mode = "min" if t.monitor.endswith("loss") else "max"
+    checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor=t.monitor, mode=mode, save_top_k=1, save_last=True
+    )
+    callbacks = [checkpoint, EarlyStopping(monitor=t.monitor, mode=mode, patience=t.patience, check_finite=False)]
+    kwargs: dict[str, Any] = {}
+    if t.limit_train_batches is not None:
+        kwargs["limit_train_batches"] = t.limit_train_batches
+        kwargs["limit_val_batches"] = t.limit_train_batches
+    trainer = L.Trainer(
+        max_epochs=t.epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        max_time=timedelta(minutes=t.max_minutes) if t.max_minutes else None,
+        logger=CSVLogger(out, name="logs", version=0),
+        callbacks=callbacks,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+        deterministic=False,
+        **kwargs,
+    )
+    return trainer, checkpoint
+
+
+def _resume_path(out: Path) -> str | None:
+    last = out / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        log.info("resuming from %s", last)
+        return str(last)
+    log.warning("no checkpoint at %s to resume from; starting afresh", last)
+    return None
+
+
+def _load_best(module: CxrClassifier, checkpoint) -> int | None:
+    """Load the best checkpoint's weights (weights only: nothing is unpickled) and return its epoch."""
+    path = checkpoint.best_model_path
+    if not path:
+        return None
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    module.load_state_dict(ckpt["state_dict"])
+    return int(ckpt.get("epoch", -1))
+
+
+def _finish(
+    recipe: Recipe,
+    out: Path,
+    table: CxrTable,
+    train: CxrTable,
+    val: CxrTable,
+    model: torch.nn.Module,
+    prep: Preprocessing,
+    best_epoch: int | None,
+    trainer: L.Trainer,
+    seconds: float,
+) -> dict[str, Any]:
+    space = table.label_space
+    model = model.float().eval()
+    probs = predict_proba(model, space, val, prep, batch_size=64, num_workers=recipe.train.num_workers)
+    thresholds = choose_thresholds(
+        space, val.labels, probs, method=recipe.threshold.method, target_sensitivity=recipe.threshold.target_sensitivity
+    )
+    result = evaluate_predictions(space, val.labels, probs, thresholds=thresholds or None, n_boot=1000)
+    metrics_csv = out / "logs" / "version_0" / "metrics.csv"
+    if metrics_csv.is_file():
+        shutil.copyfile(metrics_csv, out / "metrics.csv")
+        learning_curve_plot(out / "metrics.csv", out / "learning_curve.png", best_epoch=best_epoch)
+    write_report(result, out / "val_report", val.labels, probs, space, title=f"{recipe.name}: validation split")
+    val_metrics = {k: v for k, v in result.items() if k not in ("calibration", "accuracy_vs_threshold")}
+    steps = trainer.global_step * recipe.train.batch_size
+    bundle = save_bundle(
+        out / "bundle",
+        model,
+        recipe.model.arch,
+        space,
+        prep,
+        thresholds=thresholds or None,
+        metrics={"validation": val_metrics},
+        data_summary=data_summary(table, recipe.data),
+        license=recipe.license,
+        extra={
+            "recipe": recipe.to_dict(),
+            "best_epoch": best_epoch,
+            "epochs_run": trainer.current_epoch,
+            "train_seconds": round(seconds, 1),
+            "threshold_method": recipe.threshold.method,
+        },
+    )
+    summary = {
+        "name": recipe.name,
+        "bundle": str(bundle),
+        "val": {k: val_metrics.get(k) for k in _headline_keys(space.task.value)},
+        "val_auroc": headline_auroc(result),
+        "thresholds": thresholds,
+        "best_epoch": best_epoch,
+        "epochs_run": trainer.current_epoch,
+        "train_seconds": round(seconds, 1),
+        "images_per_second": round(steps / seconds, 1) if seconds else None,
+        "n_train": len(train),
+        "n_val": len(val),
+    }
+    atomic_write_text(out / "result.json", json.dumps(summary, indent=2, default=_json))
+    return summary
+
+
+def _headline_keys(task: str) -> tuple[str, ...]:
+    if task == "binary":
+        return ("n", "accuracy", "auroc", "auroc_ci", "sensitivity", "specificity", "threshold", "ece")
+    if task == "multiclass":
+        return ("n", "accuracy", "macro_auroc", "macro_auroc_ci", "macro_f1", "ece")
+    return ("n", "mean_auroc", "mean_auroc_ci", "n_labels_scored", "ece")
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
