@@ -51,7 +51,6 @@ def print_json(obj: Any) -> None:
 
 def _register() -> None:
     from cxrkit.commands.data import data_app
-
     from cxrkit.commands.models import evaluate_cmd, models_app, predict_cmd, train_cmd
 
     app.add_typer(data_app, name="data", help="Explore, split and balance datasets.")

@@ -155,3 +155,16 @@ def test_weights_file_for_other_architecture_fails(tmp_path):
         create_model("resnet18", 2, weights=tmp_path / "t.safetensors")
     with pytest.raises(WeightsUnavailableError, match="does not exist"):
         create_model("resnet18", 2, weights=tmp_path / "missing.safetensors")
+
+
+def test_new_binary_head_starts_near_prior():
+    """timm's goog init gives a 1-output head U(-1, 1) weights (logits ~ +/-20); ours starts near 0."""
+    import torch
+
+    from cxrkit.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", 1).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(4, 1, 64, 64))
+    assert logits.abs().max() < 1.0

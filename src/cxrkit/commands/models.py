@@ -59,7 +59,9 @@ def train_cmd(
         overrides.append(f"train.num_nodes={num_nodes}")
     if strategy is not None:
         overrides.append(f"train.strategy={strategy}")
-    result = train_from_recipe(load_recipe(recipe, overrides), resume=resume, progress=sys.stderr.isatty() and not quiet)
+    result = train_from_recipe(
+        load_recipe(recipe, overrides), resume=resume, progress=sys.stderr.isatty() and not quiet
+    )
     if not result:
         return  # a non-zero DDP rank
     if as_json:
@@ -114,7 +116,18 @@ def evaluate_cmd(
     if as_json:
         print_json(result)
         return
-    keys = ("n", "accuracy", "auroc", "auroc_ci", "sensitivity", "specificity", "threshold", "macro_auroc", "mean_auroc", "ece")
+    keys = (
+        "n",
+        "accuracy",
+        "auroc",
+        "auroc_ci",
+        "sensitivity",
+        "specificity",
+        "threshold",
+        "macro_auroc",
+        "mean_auroc",
+        "ece",
+    )
     for k in keys:
         if k in result:
             typer.echo(f"{k:12s} {result[k]}")

@@ -263,8 +263,31 @@ def create_model(
             if info.name == "efficientnet_lite0" and pretrained.is_lukemelas_efficientnet(sd):
                 sd = {pretrained.map_efficientnet_lite0_key(k): v for k, v in sd.items()}
             pretrained.apply_state_dict(model, sd, info.first_conv, info.classifier, source=str(weights))
+    imagenet_head_kept = choice == "imagenet" and num_outputs == 1000
+    if choice != "file" and info.family != "small_cnn" and not imagenet_head_kept:
+        reset_head(model)
     model.cxrkit_name = name
     return model
+
+
+def reset_head(model: nn.Module) -> None:
+    """Small normal init (std 0.01, zero bias) for a new output layer.
+
+    timm's EfficientNet init scales the classifier by 1/sqrt(fan_out): with one output (a binary
+    task) that is U(-1, 1) over 1280 features, so the first logits are around +/-20 and the loss
+    starts saturated. A small init starts every class near its prior.
+    """
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    layers = (
+        [head]
+        if isinstance(head, nn.Linear | nn.Conv2d)
+        else [m for m in (head.modules() if head else []) if isinstance(m, nn.Linear | nn.Conv2d)]
+    )
+    if layers:
+        last = layers[-1]
+        nn.init.normal_(last.weight, std=0.01)
+        if last.bias is not None:
+            nn.init.zeros_(last.bias)
 
 
 def _info_of(model: nn.Module) -> ModelInfo | None:

@@ -38,7 +38,9 @@ def align_labels(table: CxrTable, model_classes: Sequence[str], label_map: Seque
         target = mapping.get(c.lower(), c.lower())
         if target in wanted:
             col = wanted.index(target)
-            out[:, col] = table.labels[:, j] if np.isnan(out[:, col]).all() else np.fmax(out[:, col], table.labels[:, j])
+            out[:, col] = (
+                table.labels[:, j] if np.isnan(out[:, col]).all() else np.fmax(out[:, col], table.labels[:, j])
+            )
             matched += 1
     if not matched:
         raise DataFormatError(
@@ -65,7 +67,9 @@ def evaluate_model(
     if split:
         table = table.split(split)
     elif table.frame["split"].eq("test").any():
-        log.info("the data has a test split: evaluating on its %d test images", int(table.frame["split"].eq("test").sum()))
+        log.info(
+            "the data has a test split: evaluating on its %d test images", int(table.frame["split"].eq("test").sum())
+        )
         table = table.split("test")
     if not len(table):
         raise DataFormatError(f"No images to evaluate in {list(data)} (split {split!r}).")

@@ -37,7 +37,9 @@ def expand_images(inputs: Sequence[str | Path]) -> list[Path]:
         else:
             raise DataFormatError(f"{p}: no such file or folder.")
     if not out:
-        raise DataFormatError(f"No images found in {[str(i) for i in inputs]} (looked for {', '.join(IMAGE_EXTENSIONS)}).")
+        raise DataFormatError(
+            f"No images found in {[str(i) for i in inputs]} (looked for {', '.join(IMAGE_EXTENSIONS)})."
+        )
     return out
 
 
@@ -98,7 +100,11 @@ class Predictor:
         else:
             findings = [c for i, c in enumerate(classes) if probs[i] >= self.bundle.thresholds.get(c, 0.5)]
             findings.sort(key=lambda c: -probs[classes.index(c)])
-        return {"ranked": ranked, "findings": findings, "probabilities": {c: float(probs[i]) for i, c in enumerate(classes)}}
+        return {
+            "ranked": ranked,
+            "findings": findings,
+            "probabilities": {c: float(probs[i]) for i, c in enumerate(classes)},
+        }
 
     def predict_arrays(self, images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
         return [self.interpret(row) for row in self.probabilities(images)]

@@ -62,7 +62,10 @@ def train_classical(recipe: Recipe) -> dict[str, Any]:
         "name": recipe.name,
         "baseline": str(out / "baseline"),
         "val_auroc": headline_auroc(result),
-        "val": {k: result.get(k) for k in ("n", "accuracy", "auroc", "auroc_ci", "macro_auroc", "sensitivity", "specificity", "mean_auroc")},
+        "val": {
+            k: result.get(k)
+            for k in ("n", "accuracy", "auroc", "auroc_ci", "macro_auroc", "sensitivity", "specificity", "mean_auroc")
+        },
         "thresholds": thresholds,
         "train_seconds": round(seconds, 1),
         "n_train": len(train),

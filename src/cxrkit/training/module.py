@@ -29,7 +29,11 @@ def accuracy_of(label_space: LabelSpace, labels: np.ndarray, probs: np.ndarray, 
     """Accuracy at 0.5 (binary/multilabel, over known entries) or argmax (multiclass)."""
     if label_space.task is TaskType.MULTICLASS:
         known = np.nansum(labels, axis=1) > 0
-        return float((probs[known].argmax(1) == np.nan_to_num(labels[known]).argmax(1)).mean()) if known.any() else math.nan
+        return (
+            float((probs[known].argmax(1) == np.nan_to_num(labels[known]).argmax(1)).mean())
+            if known.any()
+            else math.nan
+        )
     target = labels[:, 1:2] if label_space.task is TaskType.BINARY else labels
     mask = ~np.isnan(target)
     return float(((probs >= threshold) == (target == 1))[mask].mean()) if mask.any() else math.nan

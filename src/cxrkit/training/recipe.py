@@ -105,7 +105,9 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ConfigError(f"Unknown recipe key(s) {[f'{where}{k}' for k in unknown]}; valid under {where or 'top level'}: {sorted(known)}.")
+        raise ConfigError(
+            f"Unknown recipe key(s) {[f'{where}{k}' for k in unknown]}; valid under {where or 'top level'}: {sorted(known)}."
+        )
     kwargs = {}
     for name, value in values.items():
         default = known[name].default_factory() if callable(known[name].default_factory) else None  # type: ignore[misc]
