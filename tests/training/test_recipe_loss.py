@@ -25,7 +25,7 @@ def test_recipe_errors(tmp_path):
         load_recipe(None, ["data.sources=[a]", "train.epoch=3"])
     with pytest.raises(ConfigError, match="names no data"):
         load_recipe(None, [])
-    with pytest.raises(ConfigError, match="needs threshold.target_sensitivity"):
+    with pytest.raises(ConfigError, match=r"needs threshold\.target_sensitivity"):
         load_recipe(None, ["data.sources=[a]", "threshold.method=sensitivity"])
     with pytest.raises(ConfigError, match="no such recipe file"):
         load_recipe(tmp_path / "nope.yaml")
