@@ -192,6 +192,7 @@ def _finish(
             "epochs_run": trainer.current_epoch,
             "train_seconds": round(seconds, 1),
             "threshold_method": recipe.threshold.method,
+            "world_size": trainer.world_size,
         },
     )
     summary = {
@@ -206,6 +207,7 @@ def _finish(
         "images_per_second": round(steps / seconds, 1) if seconds else None,
         "n_train": len(train),
         "n_val": len(val),
+        "world_size": trainer.world_size,
     }
     atomic_write_text(out / "result.json", json.dumps(summary, indent=2, default=_json))
     return summary
