@@ -7,7 +7,7 @@ STAMP := $(VENV)/.cxrkit-installed
 DATA ?= ../shared/data/kaggle-pneumonia/train
 OUT ?= runs/demo
 
-.PHONY: setup test test-all lint demo clean
+.PHONY: setup test test-all lint demo clean ship
 
 setup: $(STAMP)
 
@@ -36,3 +36,9 @@ demo: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs
+
+# Copy a trained bundle into the package as a shipped model: make ship NAME=pneumonia
+ship:
+	test -f runs/$(NAME)/bundle/config.json
+	rm -rf src/cxrkit/models/shipped/$(NAME).tmp && cp -r runs/$(NAME)/bundle src/cxrkit/models/shipped/$(NAME).tmp
+	rm -rf src/cxrkit/models/shipped/$(NAME) && mv src/cxrkit/models/shipped/$(NAME).tmp src/cxrkit/models/shipped/$(NAME)

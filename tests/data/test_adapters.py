@@ -146,6 +146,7 @@ def test_covid_metadata(tmp_path):
     p1 = t.frame[t.frame["patient_id"] == "1"]
     assert p1["offset"].tolist() == [0.0, 4.0]
     assert p1["study_date"].tolist() == ["2020-01-22", "2020-01-26"]
+    assert t.frame.loc[t.frame["patient_id"] == "3", "study_date"].isna().all()  # year-only date "2020"
     assert t.frame["license"].notna().any()
 
 

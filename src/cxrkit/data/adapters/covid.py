@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -56,6 +57,15 @@ def _metadata(path: Path) -> Path | None:
     return None
 
 
+def _day_precise_date(text: str) -> pd.Timestamp | None:
+    """A date only when the day is given: '2020' or 'March 2020' would order all studies as equal."""
+    text = text.strip()
+    if not text or re.fullmatch(r"(\d{4}|[A-Za-z]+,?\s+\d{4}|\d{4}-\d{2})", text):
+        return None
+    value = pd.to_datetime(text, errors="coerce", format="mixed")
+    return None if pd.isna(value) else value
+
+
 class CovidAdapter:
     name = "covid"
     looks_like = "metadata.csv with patientid, offset, finding, view, modality, folder, filename (ieee8023 layout)"
@@ -103,13 +113,13 @@ class CovidAdapter:
                 missing += 1
                 continue
             offset = pd.to_numeric(rec.get("offset", ""), errors="coerce")
-            date = pd.to_datetime(rec.get("date") or None, errors="coerce", format="mixed")
+            date = _day_precise_date(rec.get("date") or "")
             rows.add(
                 one_hot(space.index(mapping[rec["finding"].strip().lower()]), len(space.classes)),
                 path=str(img.resolve()),
                 patient_id=str(rec["patientid"]).strip() or None,
                 offset=float(offset) if pd.notna(offset) else None,
-                study_date=date.date().isoformat() if pd.notna(date) else None,
+                study_date=date.date().isoformat() if date is not None else None,
                 view=rec.get("view") or None,
                 finding=rec["finding"],
                 license=rec.get("license") or None,

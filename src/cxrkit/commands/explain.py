@@ -1,0 +1,76 @@
+"""`cxr explain`: class activation maps for images, written as overlays, raw maps and boxes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cxrkit.cli import print_json, setup_logging
+
+
+def explain_cmd(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders (PNG, JPEG, DICOM).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <stem>_cam.png, _cam.npy, _boxes.json.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="A shipped bundle name or a bundle folder.")] = (
+        "pneumonia"
+    ),
+    method: Annotated[
+        str, typer.Option(help="gradcam, gradcam++, hirescam, scorecam, eigencam, layercam or xgradcam.")
+    ] = "gradcam",
+    target: Annotated[
+        str | None, typer.Option(help="Class to explain (case-insensitive); default: the predicted one.")
+    ] = None,
+    boxes: Annotated[
+        Path | None,
+        typer.Option(help="NIH BBox_List_2017.csv: explain each boxed image's finding and score localisation."),
+    ] = None,
+    box_size: Annotated[int, typer.Option(help="Side of the images the --boxes were drawn on.")] = 1024,
+    batch_size: Annotated[int, typer.Option(help="Images per forward/backward pass.")] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
+) -> None:
+    """Heatmaps of where the model looks (Grad-CAM and friends), boxes around hot regions, and with
+    --boxes the pointing-game hit rate and IoU against ground-truth boxes."""
+    from cxrkit.explain import explain_files, read_nih_boxes
+    from cxrkit.explain.cam import normalise_method
+    from cxrkit.serving.predictor import Predictor, expand_images
+
+    setup_logging(quiet or as_json)
+    method = normalise_method(method)
+    paths = expand_images(images)
+    gt = read_nih_boxes(boxes) if boxes is not None else None
+    predictor = Predictor.load(model)
+    if target is not None:
+        from cxrkit.explain.cam import resolve_target
+
+        resolve_target(predictor.bundle.label_space, target)  # fail before decoding anything
+    result = explain_files(
+        predictor.bundle,
+        paths,
+        out,
+        method=method,
+        target=target,
+        batch_size=batch_size,
+        gt_boxes=gt,
+        gt_original_size=box_size,
+    )
+    if as_json:
+        print_json({"model": predictor.describe(), **result})
+        return
+    for r in result["images"]:
+        line = f"{r['path']}: {r['target']} {r['probability']:.3f} -> {r['overlay']}"
+        loc = r.get("localization")
+        if loc:
+            line += f"  [pointing {'hit' if loc['hit'] else 'miss'}, IoU {loc['iou']:.2f}]"
+        typer.echo(line)
+    loc = result.get("localization")
+    if loc is not None:
+        if loc["n"]:
+            typer.echo(f"localisation: {loc['n']} images, pointing-game hit rate {loc['hit_rate']:.3f}, "
+                       f"mean IoU {loc['mean_iou']:.3f}")  # fmt: skip
+        else:
+            typer.echo("localisation: no image had ground-truth boxes of a class this model knows.")
+        if loc["skipped_unknown_finding"]:
+            typer.echo(f"  ({loc['skipped_unknown_finding']} boxed images skipped: finding not a model class)")

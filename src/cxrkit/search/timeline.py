@@ -1,0 +1,395 @@
+"""Patient timelines: a patient's studies in order, a severity score per study, and a drift verdict.
+
+Ordering: by ``study_date`` when every image of the patient has one, else by day ``offset``, else by
+``follow_up`` number, else by file name (natural order). Images sharing the ordering value form one
+study (their probabilities are averaged).
+
+Severity (``SEVERITY_RULE``): the probability of disease, 1 - P(normal-like class). For a binary model
+that is P(positive class); for a multi-class model 1 - P(the class named normal / no finding, else the
+first class); for a multi-label model the largest probability among the findings (a "No Finding"
+output is left out). With an index, ``neighbour_severity`` is the share of the k most similar indexed
+images from OTHER patients whose label is not normal.
+
+Drift (``DRIFT_RULE``): fit a least-squares line to severity against study number (0, 1, ...); the
+change it predicts from the first to the last study (slope x (n - 1)) above +tolerance is
+'worsening', below -tolerance 'improving', else 'stable' (tolerance 0.1 by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cxrkit.core.errors import ConfigError, DataFormatError
+from cxrkit.core.task import NEGATIVE_NAMES, LabelSpace, TaskType
+from cxrkit.data.table import CxrTable
+from cxrkit.models.bundle import Bundle
+from cxrkit.models.inference import predict_proba
+from cxrkit.search.embeddings import embed_table
+from cxrkit.search.index import CaseIndex, group_keys, resolve_index_model
+
+log = logging.getLogger(__name__)
+
+SEVERITY_RULE = (
+    "severity = probability of disease = 1 - P(normal-like class) (binary: P(positive class); multi-label: "
+    "the largest finding probability, 'No Finding' left out)"
+)
+DEFAULT_TOLERANCE = 0.1
+DRIFT_RULE_TOLERANCE = DEFAULT_TOLERANCE
+ORDER_KEYS = ("study_date", "offset", "follow_up", "file_name")
+
+
+def drift_rule(tolerance: float = DEFAULT_TOLERANCE) -> str:
+    return (
+        "drift = slope of a least-squares line of severity against study number x (n_studies - 1) "
+        f"(the fitted change from first to last study); > +{tolerance:g}: worsening, < -{tolerance:g}: improving, "
+        "else stable"
+    )
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def order_studies(frame: pd.DataFrame) -> tuple[np.ndarray, str, list[Any], list[str]]:
+    """Order one patient's images in time.
+
+    The keys present for every image are used in the order study_date, offset, follow_up, then the
+    file name breaks ties. A study date with fewer distinct values than the day offsets is coarser
+    than them and is left out, with a note, when the offsets vary but the dates do not, or every date is a
+    1 January (a year-only date such as the COVID collection's '2020', read as 2020-01-01).
+
+    Returns:
+        (row positions in time order, the main key used (one of ``ORDER_KEYS``), per ordered row the
+        tuple of the ordering values (ISO date, day offset, follow-up number; the file name when no
+        key is present), notes on the choice).
+    """
+    n = len(frame)
+    names = frame["path"].astype(str).map(lambda p: Path(p).name).tolist()
+    if n == 0:
+        return np.zeros(0, int), "file_name", [], []
+    name_rank = np.empty(n, dtype=np.int64)
+    name_rank[sorted(range(n), key=lambda i: _natural_key(names[i]))] = np.arange(n)
+    present: dict[str, pd.Series] = {}
+    if "study_date" in frame.columns:
+        present["study_date"] = pd.to_datetime(frame["study_date"], errors="coerce")
+    for col in ("offset", "follow_up"):
+        if col in frame.columns:
+            present[col] = pd.to_numeric(frame[col], errors="coerce")
+    keys = [k for k, v in present.items() if v.notna().all()]
+    notes: list[str] = []
+    if "study_date" in keys and "offset" in keys:
+        dates = present["study_date"]
+        n_dates, n_offsets = dates.nunique(), present["offset"].nunique()
+        year_only = bool(((dates.dt.month == 1) & (dates.dt.day == 1)).all())
+        if n_offsets > 1 and (n_dates == 1 or year_only):
+            keys.remove("study_date")
+            notes.append(
+                f"study_date left out: {n_dates} distinct date(s){' (all 1 January: year-only)' if year_only else ''} "
+                f"for {n_offsets} distinct day offsets, so coarser than the offsets"
+            )
+    if not keys:
+        order = np.argsort(name_rank, kind="stable")
+        return order, "file_name", [(names[i],) for i in order], notes
+    columns = [present[k].to_numpy() for k in keys]
+    order = np.lexsort((name_rank, *reversed(columns)))
+
+    def shown(key: str, v: Any) -> Any:
+        if key == "study_date":
+            return pd.Timestamp(v).date().isoformat()
+        return float(v) if key == "offset" else int(v)
+
+    values = [tuple(shown(k, present[k].iat[i]) for k in keys) for i in order]
+    if len(keys) > 1:
+        notes.append(f"ordered by {keys[0]}, ties broken by {', '.join(keys[1:])}, then file name")
+    return order, keys[0], values, notes
+
+
+def _normal_column(space: LabelSpace) -> int | None:
+    for i, c in enumerate(space.classes):
+        if c.lower() in NEGATIVE_NAMES:
+            return i
+    return None
+
+
+def severity_from_probs(space: LabelSpace, probs: np.ndarray) -> np.ndarray:
+    """Severity per row (see ``SEVERITY_RULE``) from model probabilities (binary: N x 1)."""
+    p = np.asarray(probs, dtype=np.float64)
+    if space.task is TaskType.BINARY:
+        return p.reshape(len(p), -1)[:, -1]
+    normal = _normal_column(space)
+    if space.task is TaskType.MULTICLASS:
+        return 1.0 - p[:, 0 if normal is None else normal]
+    cols = [i for i in range(p.shape[1]) if i != normal]
+    return p[:, cols].max(axis=1) if cols else np.zeros(len(p))
+
+
+def full_probs(space: LabelSpace, probs: np.ndarray) -> np.ndarray:
+    """Probabilities per class (binary N x 1 becomes N x 2: [negative, positive])."""
+    p = np.asarray(probs, dtype=np.float64)
+    if space.task is TaskType.BINARY:
+        p = p.reshape(len(p), -1)[:, -1]
+        return np.stack([1.0 - p, p], axis=1)
+    return p
+
+
+def abnormal_labels(space: LabelSpace, labels: np.ndarray) -> np.ndarray:
+    """1.0 where a label row is 'severe' (a non-normal class present), 0.0 where normal, NaN where unknown."""
+    lab = np.asarray(labels, dtype=np.float64)
+    normal = _normal_column(space)
+    if space.task is TaskType.BINARY and normal is None:
+        normal = 0
+    cols = [i for i in range(lab.shape[1]) if i != normal]
+    sick = np.nan_to_num(lab[:, cols], nan=0.0).max(axis=1) if cols else np.zeros(len(lab))
+    known = np.isfinite(lab).any(axis=1) & ((np.nansum(lab, axis=1) > 0) | (not space.exclusive))
+    return np.where(known, sick, np.nan)
+
+
+def drift_verdict(severities: np.ndarray | list[float], tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
+    """The drift of a severity series (see ``drift_rule``).
+
+    Returns:
+        ``{"drift": float | None, "slope_per_study": float | None, "verdict": str, "rule": str}``;
+        fewer than 2 studies give verdict 'single study' and drift None.
+    """
+    s = np.asarray(severities, dtype=np.float64)
+    rule = drift_rule(tolerance)
+    if len(s) < 2:
+        return {"drift": None, "slope_per_study": None, "verdict": "single study", "rule": rule}
+    x = np.arange(len(s), dtype=np.float64)
+    slope = float(np.polyfit(x, s, 1)[0])
+    drift = slope * (len(s) - 1)
+    verdict = "worsening" if drift > tolerance else "improving" if drift < -tolerance else "stable"
+    return {"drift": round(drift, 6), "slope_per_study": round(slope, 6), "verdict": verdict, "rule": rule}
+
+
+def _patient_rows(table: CxrTable, patient: str) -> np.ndarray:
+    pid = table.frame["patient_id"].astype("object")
+    rows = np.flatnonzero((pid.astype(str) == str(patient)).to_numpy() & pid.notna().to_numpy())
+    if len(rows) == 0:
+        known = pid.dropna().astype(str).value_counts()
+        examples = ", ".join(f"{p} ({n})" for p, n in known.head(8).items())
+        raise DataFormatError(
+            f"No images of patient {patient!r} in the data. Patients with the most images: "
+            f"{examples or 'none (the data has no patient IDs)'}."
+        )
+    return rows
+
+
+def build_timeline(
+    table: CxrTable,
+    rows: np.ndarray,
+    probs: np.ndarray,
+    space: LabelSpace,
+    neighbour_severity: np.ndarray | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> dict[str, Any]:
+    """Timeline of one patient from precomputed probabilities (``probs`` row-aligned with ``rows``)."""
+    sub = table.frame.iloc[rows].reset_index(drop=True)
+    order, key, values, notes = order_studies(sub)
+    full = full_probs(space, probs)
+    sev = severity_from_probs(space, probs)
+    studies: list[dict[str, Any]] = []
+    for pos, value in zip(order, values, strict=True):
+        same = key != "file_name" and studies and studies[-1]["_key"] == value
+        if not same:
+            studies.append({"order_value": value[0], "_key": value, "_rows": []})
+        studies[-1]["_rows"].append(int(pos))
+    for i, st in enumerate(studies):
+        r = st.pop("_rows")
+        st.pop("_key")
+        st["study"] = i + 1
+        st["images"] = [str(sub["path"].iat[j]) for j in r]
+        for col in ("study_date", "offset"):
+            v = sub[col].iat[r[0]]
+            st[col] = None if pd.isna(v) else (v.item() if hasattr(v, "item") else v)
+        st["probabilities"] = {c: round(float(full[r, j].mean()), 6) for j, c in enumerate(space.classes)}
+        st["severity"] = round(float(sev[r].mean()), 6)
+        if neighbour_severity is not None:
+            ns = neighbour_severity[r]
+            st["neighbour_severity"] = None if np.isnan(ns).all() else round(float(np.nanmean(ns)), 6)
+    drift = drift_verdict([s["severity"] for s in studies], tolerance)
+    pid = sub["patient_id"].iat[0]
+    return {
+        "patient_id": None if pd.isna(pid) else str(pid),
+        "source": None if pd.isna(sub["source"].iat[0]) else str(sub["source"].iat[0]),
+        "ordered_by": key,
+        "ordering_notes": notes,
+        "n_images": len(rows),
+        "n_studies": len(studies),
+        "studies": studies,
+        "severity_rule": SEVERITY_RULE,
+        **drift,
+    }
+
+
+def _neighbour_severity(index: CaseIndex, bundle: Bundle, table: CxrTable, k: int) -> np.ndarray:
+    """Per image: share of 'severe' labels among its k nearest indexed images of OTHER patients."""
+    resolve_index_model(index, bundle)
+    vectors = embed_table(bundle, table)
+    groups = list(group_keys(table.frame))
+    _, ids = index.search(vectors, k, exclude_groups=groups)
+    severe = abnormal_labels(index.label_space, index.labels)
+    nb = np.where(ids >= 0, severe[np.clip(ids, 0, None)], np.nan)
+    with np.errstate(invalid="ignore"):
+        out = np.nanmean(nb, axis=1) if nb.size else np.full(len(table), np.nan)
+    return np.where(np.isfinite(nb).any(axis=1), out, np.nan)
+
+
+def patient_timeline(
+    bundle: Bundle,
+    table: CxrTable,
+    patient: str,
+    index: CaseIndex | None = None,
+    k: int = 36,
+    tolerance: float = DEFAULT_TOLERANCE,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """One patient's timeline: studies in order with probabilities, severity and the drift verdict.
+
+    Args:
+        bundle: the classifier.
+        table: the data holding the patient's images.
+        patient: the patient ID (as in the table's ``patient_id``).
+        index: optional ``CaseIndex`` of the same model: adds ``neighbour_severity`` per study.
+        k: neighbours for ``neighbour_severity``.
+        tolerance: drift tolerance.
+        batch_size: images per forward pass.
+    """
+    rows = _patient_rows(table, patient)
+    sub = table.subset(rows)
+    probs = predict_proba(bundle.model, bundle.label_space, sub, bundle.preprocessing, batch_size=batch_size)
+    ns = _neighbour_severity(index, bundle, sub, k) if index is not None else None
+    out = build_timeline(table, rows, probs, bundle.label_space, ns, tolerance)
+    out["model"] = {"name": bundle.path.name, "architecture": bundle.architecture, "fingerprint": bundle.fingerprint}
+    return out
+
+
+def rank_patients(
+    bundle: Bundle,
+    table: CxrTable,
+    index: CaseIndex | None = None,
+    k: int = 36,
+    tolerance: float = DEFAULT_TOLERANCE,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Every patient with >= 2 studies, most worsening first (a reading list).
+
+    Returns:
+        ``{"patients": [{patient_id, source, n_studies, ordered_by, first_severity, last_severity, drift,
+        verdict}], "rule", "severity_rule", "n_patients"}``; ties in drift are broken by the last severity.
+    """
+    pid = table.frame["patient_id"].astype("object")
+    src = table.frame["source"].astype("object").fillna("")
+    keyed = pd.DataFrame({"pid": pid, "src": src}).dropna(subset=["pid"])
+    groups = keyed.groupby(["src", "pid"], sort=True).indices
+    candidates = {g: np.asarray(keyed.index[idx]) for g, idx in groups.items() if len(idx) >= 2}
+    if not candidates:
+        raise DataFormatError("No patient has 2 or more images in this data: there is no timeline to rank.")
+    rows_all = np.concatenate(list(candidates.values()))
+    sub = table.subset(rows_all)
+    probs = predict_proba(
+        bundle.model, bundle.label_space, sub, bundle.preprocessing, batch_size=batch_size, progress=progress
+    )
+    ns_all = _neighbour_severity(index, bundle, sub, k) if index is not None else None
+    patients = []
+    start = 0
+    for rows in candidates.values():
+        sl = slice(start, start + len(rows))
+        start += len(rows)
+        tl = build_timeline(
+            table, rows, probs[sl], bundle.label_space, None if ns_all is None else ns_all[sl], tolerance
+        )
+        if tl["n_studies"] < 2:
+            continue
+        entry = {
+            "patient_id": tl["patient_id"],
+            "source": tl["source"],
+            "n_studies": tl["n_studies"],
+            "ordered_by": tl["ordered_by"],
+            "first_severity": tl["studies"][0]["severity"],
+            "last_severity": tl["studies"][-1]["severity"],
+            "drift": tl["drift"],
+            "verdict": tl["verdict"],
+        }
+        if ns_all is not None:
+            entry["last_neighbour_severity"] = tl["studies"][-1].get("neighbour_severity")
+        patients.append(entry)
+    patients.sort(key=lambda e: (-e["drift"], -e["last_severity"]))
+    return {
+        "n_patients": len(patients),
+        "patients": patients,
+        "rule": drift_rule(tolerance),
+        "severity_rule": SEVERITY_RULE,
+        "model": {"name": bundle.path.name, "architecture": bundle.architecture, "fingerprint": bundle.fingerprint},
+    }
+
+
+def timeline_plot(timeline: dict[str, Any], out_png: str | Path) -> Path:
+    """Severity against date / offset / study number, each point labelled; the drift verdict in the title."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from cxrkit.core.files import atomic_path
+
+    studies = timeline["studies"]
+    if not studies:
+        raise ConfigError("The timeline has no studies to plot.")
+    key = timeline["ordered_by"]
+    if key == "study_date":
+        x = [pd.Timestamp(s["order_value"]).to_pydatetime() for s in studies]
+        xlabel = "study date"
+    elif key in ("offset", "follow_up"):
+        x = [float(s["order_value"]) for s in studies]
+        xlabel = "day offset" if key == "offset" else "follow-up number"
+    else:
+        x = [s["study"] for s in studies]
+        xlabel = "study (ordered by file name)"
+    y = [s["severity"] for s in studies]
+    fig = Figure(figsize=(7.5, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.plot(x, y, "-o", color="#c0392b", label="severity (model)")
+    for n, (xi, yi, s) in enumerate(zip(x, y, studies, strict=True)):
+        top = max(s["probabilities"], key=s["probabilities"].get)
+        # Alternate above / below so that labels of close studies do not overlap.
+        dy = 9 if n % 2 == 0 else -22
+        ax.annotate(
+            f"#{s['study']} {yi:.2f}\n{top}",
+            (xi, yi),
+            textcoords="offset points",
+            xytext=(0, dy),
+            ha="center",
+            fontsize=7,
+        )
+    ns = [s.get("neighbour_severity") for s in studies]
+    if any(v is not None for v in ns):
+        ax.plot(
+            x,
+            [np.nan if v is None else v for v in ns],
+            "--s",
+            color="#2c7fb8",
+            alpha=0.7,
+            label="severe share among similar cases",
+        )
+        ax.legend(loc="lower right", fontsize=7)
+    ax.set_ylim(-0.05, 1.15)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("severity (P disease)")
+    drift = timeline.get("drift")
+    dtxt = "" if drift is None else f", drift {drift:+.2f}"
+    ax.set_title(f"patient {timeline.get('patient_id')}: {timeline.get('verdict')}{dtxt}", fontsize=10)
+    ax.grid(alpha=0.3)
+    if key == "study_date":
+        fig.autofmt_xdate()
+    fig.tight_layout()
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return out_png

@@ -1,0 +1,44 @@
+"""Shipped bundles load by name and reproduce their recorded validation AUROC on ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cxrkit.models import list_bundles, load_bundle, resolve_bundle
+from cxrkit.models.bundle import SHIPPED_DIR
+
+SHIPPED = sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / "config.json").is_file()) if SHIPPED_DIR.is_dir() else []
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_bundle_loads_by_name_and_is_small(name):
+    bundle = load_bundle(resolve_bundle(name))
+    assert name in list_bundles()
+    size = sum(f.stat().st_size for f in (SHIPPED_DIR / name).iterdir())
+    assert size <= 15 * 2**20, f"{name} is {size / 2**20:.1f} MiB; shipped bundles must stay under 15 MB"
+    assert bundle.metrics["validation"]["n"] > 0
+    assert (SHIPPED_DIR / name / "MODEL_CARD.md").read_text().count("not a medical device") >= 1
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_bundle_reproduces_validation_auroc(name, shared_data, monkeypatch):
+    from cxrkit.evaluation import evaluate_predictions
+    from cxrkit.models.inference import predict_proba
+    from cxrkit.training.data_prep import prepare_table
+    from cxrkit.training.module import headline_auroc
+    from cxrkit.training.recipe import DataSpec
+
+    bundle = load_bundle(resolve_bundle(name))
+    spec = DataSpec(**bundle.extra["recipe"]["data"])
+    monkeypatch.chdir(REPO)  # recipe sources are relative to the repository root
+    val = prepare_table(spec).split("val")
+    probs = predict_proba(bundle.model, bundle.label_space, val, bundle.preprocessing, num_workers=min(2, os.cpu_count() or 1))
+    result = evaluate_predictions(bundle.label_space, val.labels, probs, n_boot=0)
+    recorded = bundle.metrics["validation"]
+    recorded_auroc = recorded.get("auroc", recorded.get("macro_auroc", recorded.get("mean_auroc")))
+    assert abs(headline_auroc(result) - recorded_auroc) <= 0.005

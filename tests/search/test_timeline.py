@@ -1,0 +1,94 @@
+"""Timeline ordering (date, then offset, then file name), severity and the drift rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrkit.core.task import LabelSpace, TaskType
+from cxrkit.data.table import CxrTable
+from cxrkit.search import build_timeline, drift_verdict, order_studies, severity_from_probs
+
+
+def frame(**cols) -> pd.DataFrame:
+    n = len(next(iter(cols.values())))
+    base = {"path": [f"/d/img{i}.png" for i in range(n)], "patient_id": ["p"] * n, "source": ["s"] * n}
+    base.update(cols)
+    return pd.DataFrame(base)
+
+
+def test_orders_by_date_first():
+    f = frame(study_date=["2020-03-05", "2020-01-02", "2020-02-10"], offset=[1.0, 30.0, 2.0])
+    order, key, values, _ = order_studies(f)
+    assert key == "study_date" and order.tolist() == [1, 2, 0]
+    assert [v[0] for v in values] == ["2020-01-02", "2020-02-10", "2020-03-05"]
+
+
+def test_date_ties_broken_by_offset_and_missing_date_falls_back_to_offset():
+    f = frame(study_date=["2020-01-02", "2020-01-01", "2020-01-02"], offset=[9.0, 0.0, 3.0])
+    order, key, _, notes = order_studies(f)
+    assert key == "study_date" and order.tolist() == [1, 2, 0] and "ties broken by offset" in notes[0]
+    f = frame(study_date=["2020-01-02", None, "2020-01-01"], offset=[5.0, 1.0, 3.0])
+    order, key, _, _ = order_studies(f)
+    assert key == "offset" and order.tolist() == [1, 2, 0]
+
+
+def test_coarse_date_gives_way_to_offset():
+    # The COVID collection's year-only dates read as 1 January: one date for all, offsets differ.
+    f = frame(study_date=["2020-01-01"] * 3, offset=[12.0, 5.0, 7.0])
+    order, key, _, notes = order_studies(f)
+    assert key == "offset" and order.tolist() == [1, 2, 0] and "coarser" in notes[0]
+
+
+def test_falls_back_to_follow_up_then_file_name():
+    f = frame(follow_up=[3, 1, 2])
+    assert order_studies(f)[1] == "follow_up" and order_studies(f)[0].tolist() == [1, 2, 0]
+    f = pd.DataFrame({"path": ["/d/x_10.png", "/d/x_2.png", "/d/x_1.png"], "patient_id": ["p"] * 3})
+    order, key, _, _ = order_studies(f)
+    assert key == "file_name" and order.tolist() == [2, 1, 0]  # natural order: 1, 2, 10
+
+
+@pytest.mark.parametrize(
+    ("series", "verdict"),
+    [
+        ([0.1, 0.3, 0.6], "worsening"),
+        ([0.9, 0.5, 0.45, 0.2], "improving"),
+        ([0.5, 0.55, 0.48, 0.52], "stable"),
+        ([0.2, 0.9, 0.2], "stable"),  # a spike in the middle is no trend
+        ([0.5, 0.58], "stable"),  # below the 0.1 tolerance
+        ([0.5, 0.65], "worsening"),
+    ],
+)
+def test_drift_rule(series, verdict):
+    d = drift_verdict(series)
+    assert d["verdict"] == verdict
+    slope = np.polyfit(np.arange(len(series)), series, 1)[0]
+    assert d["drift"] == pytest.approx(slope * (len(series) - 1), abs=1e-6)
+    assert "0.1" in d["rule"] and "worsening" in d["rule"]
+
+
+def test_single_study_has_no_drift():
+    assert drift_verdict([0.4]) == {**drift_verdict([0.4]), "drift": None, "verdict": "single study"}
+
+
+def test_severity_rules():
+    binary = LabelSpace(TaskType.BINARY, ("NORMAL", "PNEUMONIA"))
+    assert severity_from_probs(binary, np.array([[0.2], [0.9]])).tolist() == pytest.approx([0.2, 0.9])
+    multi = LabelSpace(TaskType.MULTICLASS, ("COVID-19", "NORMAL", "PNEUMONIA"))
+    assert severity_from_probs(multi, np.array([[0.1, 0.7, 0.2]])).tolist() == pytest.approx([0.3])
+    ml = LabelSpace(TaskType.MULTILABEL, ("Effusion", "No Finding", "Mass"))
+    assert severity_from_probs(ml, np.array([[0.3, 0.9, 0.6]])).tolist() == pytest.approx([0.6])
+
+
+def test_build_timeline_groups_images_of_one_study():
+    space = LabelSpace(TaskType.BINARY, ("NORMAL", "PNEUMONIA"))
+    f = frame(offset=[10.0, 0.0, 10.0, 20.0], study_date=[None] * 4)
+    table = CxrTable(f, np.zeros((4, 2)), space)
+    probs = np.array([[0.5], [0.1], [0.7], [0.9]])
+    tl = build_timeline(table, np.arange(4), probs, space)
+    assert tl["ordered_by"] == "offset" and tl["n_studies"] == 3 and tl["n_images"] == 4
+    assert [s["offset"] for s in tl["studies"]] == [0.0, 10.0, 20.0]
+    assert [s["severity"] for s in tl["studies"]] == pytest.approx([0.1, 0.6, 0.9])
+    assert tl["studies"][1]["probabilities"] == pytest.approx({"NORMAL": 0.4, "PNEUMONIA": 0.6})
+    assert tl["verdict"] == "worsening" and tl["drift"] == pytest.approx(0.8)
