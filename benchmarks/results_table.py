@@ -1,6 +1,6 @@
 """Collect runs/*/result.json into the Markdown tables of docs/RESULTS.md.
 
-    .venv/bin/python benchmarks/results_table.py runs/pneumonia* runs/covid* ...
+.venv/bin/python benchmarks/results_table.py runs/pneumonia* runs/covid* ...
 """
 
 from __future__ import annotations

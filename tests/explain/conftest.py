@@ -26,6 +26,15 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_blas_thread():
+    # the same for numpy's BLAS (EigenCAM's SVD)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("CXRKIT_HOME", str(tmp_path / "cxrkit_home"))

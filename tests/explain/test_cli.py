@@ -84,3 +84,18 @@ def test_explain_boxes_scores_localisation(blob_bundle, blobs, tmp_path):
     assert json.loads((out / f"{pneu[0].stem}_boxes.json").read_text())["localization"]["hit"] in (True, False)
     r = runner.invoke(app, args)
     assert r.exit_code == 0 and "pointing-game hit rate" in r.stdout
+
+
+def test_nih_box_finding_aliases():
+    from types import SimpleNamespace
+
+    from cxrkit.core.task import LabelSpace, TaskType
+    from cxrkit.explain.export import _gt_target
+
+    bundle = SimpleNamespace(label_space=LabelSpace(TaskType.MULTILABEL, ("Effusion", "Infiltration")))
+    gt = [
+        {"finding": "Nodule", "x": 0, "y": 0, "w": 1, "h": 1},
+        {"finding": "Infiltrate", "x": 1, "y": 1, "w": 2, "h": 2},
+    ]
+    cls, boxes = _gt_target(bundle, gt)
+    assert cls == "Infiltration" and boxes == gt[1:]  # the box list's 'Infiltrate' is the labels' 'Infiltration'

@@ -37,7 +37,9 @@ def test_shipped_bundle_reproduces_validation_auroc(name, shared_data, monkeypat
     spec = DataSpec(**bundle.extra["recipe"]["data"])
     monkeypatch.chdir(REPO)  # recipe sources are relative to the repository root
     val = prepare_table(spec).split("val")
-    probs = predict_proba(bundle.model, bundle.label_space, val, bundle.preprocessing, num_workers=min(2, os.cpu_count() or 1))
+    probs = predict_proba(
+        bundle.model, bundle.label_space, val, bundle.preprocessing, num_workers=min(2, os.cpu_count() or 1)
+    )
     result = evaluate_predictions(bundle.label_space, val.labels, probs, n_boot=0)
     recorded = bundle.metrics["validation"]
     recorded_auroc = recorded.get("auroc", recorded.get("macro_auroc", recorded.get("mean_auroc")))

@@ -46,14 +46,27 @@ def write_result(out_dir: Path, stem: str, image: np.ndarray, result: CamResult,
     return {"overlay": str(png), "map": str(npy), "boxes_file": str(boxes)}
 
 
+# The NIH box list names a finding differently from the NIH labels (Data_Entry_2017.csv).
+FINDING_ALIASES = {"infiltrate": "infiltration"}
+
+
+def _model_class(bundle: Bundle, finding: str) -> str | None:
+    for name in (finding, FINDING_ALIASES.get(finding.lower(), "")):
+        if not name:
+            continue
+        try:
+            return bundle.label_space.classes[bundle.label_space.index(name)]
+        except UnknownNameError:
+            pass
+    return None
+
+
 def _gt_target(bundle: Bundle, gt: list[dict[str, Any]] | None) -> tuple[str | None, list[dict[str, Any]]]:
     """The first ground-truth finding the model has a class for, and that finding's boxes."""
     for row in gt or []:
-        try:
-            cls = bundle.label_space.classes[bundle.label_space.index(row["finding"])]
-        except UnknownNameError:
-            continue
-        return cls, [b for b in gt if b["finding"].lower() == cls.lower()]
+        cls = _model_class(bundle, row["finding"])
+        if cls is not None:
+            return cls, [b for b in gt if _model_class(bundle, b["finding"]) == cls]
     return None, []
 
 
