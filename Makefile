@@ -7,7 +7,7 @@ STAMP := $(VENV)/.cxrkit-installed
 DATA ?= ../shared/data/kaggle-pneumonia/train
 OUT ?= runs/demo
 
-.PHONY: setup test test-all lint demo clean ship
+.PHONY: setup test test-all lint demo clean ship serve
 
 setup: $(STAMP)
 
@@ -42,3 +42,8 @@ ship:
 	test -f runs/$(NAME)/bundle/config.json
 	rm -rf src/cxrkit/models/shipped/$(NAME).tmp && cp -r runs/$(NAME)/bundle src/cxrkit/models/shipped/$(NAME).tmp
 	rm -rf src/cxrkit/models/shipped/$(NAME) && mv src/cxrkit/models/shipped/$(NAME).tmp src/cxrkit/models/shipped/$(NAME)
+
+# The web page and REST API on http://127.0.0.1:8000 (every shipped/installed model; SQLite case store
+# under CXRKIT_HOME; the local index at CXRKIT_INDEX or CXRKIT_HOME/index if one is built).
+serve: setup
+	$(BIN)/cxr serve --host 127.0.0.1 --port 8000

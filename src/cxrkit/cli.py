@@ -52,17 +52,20 @@ def print_json(obj: Any) -> None:
 def _register() -> None:
     from cxrkit.commands.data import data_app
     from cxrkit.commands.explain import explain_cmd
-    from cxrkit.commands.models import evaluate_cmd, models_app, predict_cmd, train_cmd
+    from cxrkit.commands.models import evaluate_cmd, models_app, predict_cmd, threshold_cmd, train_cmd
     from cxrkit.commands.search import index_app, timeline_cmd
+    from cxrkit.commands.serve import serve_cmd
 
     app.add_typer(data_app, name="data", help="Explore, split and balance datasets.")
     app.add_typer(models_app, name="models", help="Architectures and trained bundles.")
     app.command("train")(friendly_errors(train_cmd))
     app.command("predict")(friendly_errors(predict_cmd))
     app.command("evaluate")(friendly_errors(evaluate_cmd))
+    app.command("threshold")(friendly_errors(threshold_cmd))
     app.command("explain")(friendly_errors(explain_cmd))
     app.add_typer(index_app, name="index", help="Similar-case index: build, add, query, evaluate.")
     app.command("timeline")(friendly_errors(timeline_cmd))
+    app.command("serve")(friendly_errors(serve_cmd))
 
 
 _register()

@@ -68,3 +68,22 @@ def test_choose_thresholds_errors(binary_space, six):
         choose_thresholds(binary_space, y_true, p, method="sensitivity")
     with pytest.raises(DataFormatError, match="both classes"):
         choose_thresholds(binary_space, np.tile([1.0, 0.0], (6, 1)), p)
+
+
+def test_youden_band_takes_centre_of_flat_optimum():
+    import numpy as np
+
+    from cxrkit.evaluation import youden_band_threshold, youden_threshold
+
+    # Negatives below 0.2, positives above 0.8: every threshold in (0.2, 0.8] is perfect (J = 1).
+    y = np.array([0] * 5 + [1] * 5)
+    p = np.array([0.05, 0.1, 0.12, 0.15, 0.2, 0.8, 0.85, 0.9, 0.95, 0.99])
+    assert youden_threshold(y, p) == 0.8  # the edge of the plateau
+    band = youden_band_threshold(y, p, band=0.0)
+    assert band == 0.8  # only one score sits on the plateau itself
+    # With a tolerance, near-optimal thresholds on both sides count and the median moves inward.
+    y2 = np.array([0] * 100 + [1] * 100)
+    rng = np.random.default_rng(0)
+    p2 = np.concatenate([rng.uniform(0.0, 0.45, 100), rng.uniform(0.3, 1.0, 100)])
+    t_edge, t_band = youden_threshold(y2, p2), youden_band_threshold(y2, p2, band=0.05)
+    assert 0.3 <= t_band <= 0.6 and t_band != t_edge

@@ -116,3 +116,19 @@ def test_evaluate_label_map(trained, learnable, tmp_path):
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["n"] == 48
+
+
+def test_threshold_command_rechooses_on_validation(trained, tmp_path):
+    _, out = trained
+    before = load_bundle(out / "bundle")
+    r = runner.invoke(
+        app,
+        ["threshold", "--model", str(out / "bundle"), "--method", "sensitivity", "--target-sensitivity", "1.0",
+         "--out", str(tmp_path / "b"), "--json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    after = load_bundle(tmp_path / "b")
+    assert after.fingerprint == before.fingerprint  # weights untouched
+    assert after.extra["recipe"]["threshold"]["method"] == "sensitivity"
+    assert after.metrics["validation"]["sensitivity"] == 1.0
+    assert after.thresholds["PNEUMONIA"] == json.loads(r.stdout)["thresholds"][0]

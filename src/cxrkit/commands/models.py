@@ -133,3 +133,26 @@ def evaluate_cmd(
             typer.echo(f"{k:12s} {result[k]}")
     if out:
         typer.echo(f"report: {out / 'report.html'}")
+
+
+def threshold_cmd(
+    model: ModelOpt,
+    method: Annotated[str, typer.Option(help="youden | youden_band | sensitivity")] = "youden_band",
+    target_sensitivity: Annotated[float | None, typer.Option(help="For --method sensitivity.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the updated bundle here (default: in place).")] = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Re-choose a bundle's threshold(s) on its recorded validation split (weights untouched)."""
+    from cxrkit.training.rethreshold import rethreshold_bundle
+
+    setup_logging(quiet or as_json)
+    result = rethreshold_bundle(model, method=method, target_sensitivity=target_sensitivity, out=out)
+    if as_json:
+        print_json(result)
+    else:
+        v = result["validation"]
+        typer.echo(f"{result['bundle']}: thresholds {result['thresholds']} ({method})")
+        typer.echo(
+            f"validation at them: accuracy {v.get('accuracy')}, sensitivity {v.get('sensitivity')}, specificity {v.get('specificity')}"
+        )

@@ -37,7 +37,12 @@ from cxrkit.evaluation.plots import (
     roc_curve_plot,
 )
 from cxrkit.evaluation.report import write_report
-from cxrkit.evaluation.thresholds import choose_thresholds, threshold_for_sensitivity, youden_threshold
+from cxrkit.evaluation.thresholds import (
+    choose_thresholds,
+    threshold_for_sensitivity,
+    youden_band_threshold,
+    youden_threshold,
+)
 
 __all__ = [
     "THRESHOLD_METRICS",
@@ -72,5 +77,6 @@ __all__ = [
     "threshold_metric",
     "to_jsonable",
     "write_report",
+    "youden_band_threshold",
     "youden_threshold",
 ]

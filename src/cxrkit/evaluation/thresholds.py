@@ -18,7 +18,8 @@ from cxrkit.evaluation.arrays import check_binary_arrays, check_pair
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("youden", "sensitivity")
+METHODS = ("youden", "youden_band", "sensitivity")
+DEFAULT_BAND = 0.01
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -56,6 +57,29 @@ def youden_threshold(y: Any, p: Any) -> float:
     # Rounding makes equal J values differ in the last bit (2/3 vs 1 - 1/3), so ties are found with a tolerance.
     best = int(np.flatnonzero(j >= j.max() - 1e-12)[0])
     return float(thr[1:][best])
+
+
+def youden_band_threshold(y: Any, p: Any, band: float = DEFAULT_BAND) -> float:
+    """The middle of the thresholds whose Youden's J is within ``band`` of the best.
+
+    On a small validation set J is often flat over a wide range of thresholds, and the single best
+    point lands on its edge by one or two images. Under a shift between validation and deployment
+    data, a threshold at the centre of the near-optimal band (the median of its candidate scores)
+    keeps the largest margin to both failure modes.
+
+    Args:
+        y: 1-D targets, 0 or 1.
+        p: 1-D probabilities of the positive class.
+        band: how far below the best J a threshold may be and still count as near-optimal.
+    """
+    if not 0.0 <= float(band) < 1.0:
+        raise ConfigError(f"band must be in [0, 1), e.g. 0.01, got {band}.")
+    y, p = check_binary_arrays(y, p)
+    _need_both_classes(y, "Youden's threshold")
+    fpr, tpr, thr = roc_curve(y, p, drop_intermediate=False)
+    j, thr = (tpr - fpr)[1:], thr[1:]
+    near = thr[j >= j.max() - float(band) - 1e-12]
+    return float(np.median(near))
 
 
 def threshold_for_sensitivity(y: Any, p: Any, target: float) -> float:
@@ -101,6 +125,8 @@ def _one_threshold(y: np.ndarray, p: np.ndarray, method: str, target: float | No
         return DEFAULT_THRESHOLD
     if method == "youden":
         return youden_threshold(y, p)
+    if method == "youden_band":
+        return youden_band_threshold(y, p)
     return threshold_for_sensitivity(y, p, target)  # type: ignore[arg-type]
 
 
@@ -117,7 +143,8 @@ def choose_thresholds(
         label_space: the task and its classes.
         y_true: validation label matrix N x C (1 / 0 / NaN; binary N x 2 one-hot).
         probs: validation probabilities ((N,) binary, N x C otherwise).
-        method: ``"youden"`` (maximise sensitivity + specificity) or ``"sensitivity"`` (highest threshold
+        method: ``"youden"`` (maximise sensitivity + specificity), ``"youden_band"`` (centre of the
+            thresholds within 0.01 of the best J) or ``"sensitivity"`` (highest threshold
             reaching ``target_sensitivity``).
         target_sensitivity: required for ``method="sensitivity"``.
 
@@ -135,7 +162,7 @@ def choose_thresholds(
         raise UnknownNameError("threshold method", str(method), METHODS)
     if method == "sensitivity" and target_sensitivity is None:
         raise ConfigError("method='sensitivity' needs target_sensitivity, e.g. target_sensitivity=0.95.")
-    if method == "youden" and target_sensitivity is not None:
+    if method in ("youden", "youden_band") and target_sensitivity is not None:
         raise ConfigError(
             f"target_sensitivity={target_sensitivity} is only used with method='sensitivity'; "
             "drop it or pass method='sensitivity'."

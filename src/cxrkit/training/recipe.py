@@ -77,7 +77,7 @@ class TrainSpec:
 
 @dataclass
 class ThresholdSpec:
-    method: str = "youden"  # youden | sensitivity
+    method: str = "youden"  # youden | youden_band | sensitivity
     target_sensitivity: float | None = None
 
 
@@ -170,8 +170,8 @@ def _validate(r: Recipe) -> None:
         raise ConfigError(f"data.balance must be weights, sampler or none; got {r.data.balance!r}.")
     if r.train.optimizer not in ("adamw", "adam", "rmsprop", "sgd"):
         raise ConfigError(f"train.optimizer must be adamw, adam, rmsprop or sgd; got {r.train.optimizer!r}.")
-    if r.threshold.method not in ("youden", "sensitivity"):
-        raise ConfigError(f"threshold.method must be youden or sensitivity; got {r.threshold.method!r}.")
+    if r.threshold.method not in ("youden", "youden_band", "sensitivity"):
+        raise ConfigError(f"threshold.method must be youden, youden_band or sensitivity; got {r.threshold.method!r}.")
     if r.threshold.method == "sensitivity" and r.threshold.target_sensitivity is None:
         raise ConfigError("threshold.method 'sensitivity' needs threshold.target_sensitivity (e.g. 0.95).")
     if r.train.epochs < 1:

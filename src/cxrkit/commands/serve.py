@@ -1,0 +1,56 @@
+"""`cxr serve`: the web page and REST API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cxrkit.cli import setup_logging
+
+
+def serve_cmd(
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model", "-m", help="Bundle name or folder (repeatable). Default: every shipped/installed bundle."
+        ),
+    ] = None,
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            "--index", help="Similar-case index folder (default $CXRKIT_INDEX, or $CXRKIT_HOME/index if built)."
+        ),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Case store URL (default sqlite under CXRKIT_HOME; or postgresql+psycopg://...)."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="CXRKIT_API_KEY", help="Require this key on /v1 routes.")
+    ] = None,
+    max_upload_mb: Annotated[
+        float | None, typer.Option("--max-upload-mb", help="Upload size limit (default $CXRKIT_MAX_UPLOAD_MB or 50).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Torch CPU threads (default $CXRKIT_TORCH_THREADS, else half the cores, 1-4).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
+) -> None:
+    """Serve the web page and REST API (docs at /docs, schema at /openapi.json)."""
+    from cxrkit.serving.server import serve
+
+    setup_logging(quiet)
+    serve(
+        models=model or None,
+        index=index,
+        db_url=db,
+        host=host,
+        port=port,
+        api_key=api_key,
+        max_upload_mb=max_upload_mb,
+        threads=threads,
+    )

@@ -1,0 +1,207 @@
+"""Uploaded images: bounded reading, content sniffing, safe decoding, DICOM patient fields.
+
+Every problem with an upload becomes an ``UploadError`` carrying the HTTP status that fits
+(413 too large, 415 not a supported image, 422 broken or unusable) and a message naming the problem,
+so that bad input never reaches the model, never gets recorded and never becomes a 5xx.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from cxrkit.core.errors import ConfigError, CxrkitError, ImageDecodeError
+from cxrkit.io import DecodeLimits, read_dicom_meta, read_image_bytes, sniff_format
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_UPLOAD_MB = 50.0
+READ_CHUNK = 1 << 20
+
+
+class UploadError(CxrkitError):
+    """An upload the server refuses; ``status`` is the HTTP status, ``code`` a short machine-readable name."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Bounds on what one request may ask of the server."""
+
+    max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 2**20)
+    max_pixels: int = 50_000_000
+    min_side: int = 8
+    max_k: int = 100
+
+    @classmethod
+    def from_env(cls, max_upload_mb: float | None = None) -> ServerLimits:
+        """Limits from ``max_upload_mb`` or ``$CXRKIT_MAX_UPLOAD_MB`` (default 50)."""
+        if max_upload_mb is None:
+            raw = os.environ.get("CXRKIT_MAX_UPLOAD_MB", "").strip()
+            try:
+                max_upload_mb = float(raw) if raw else DEFAULT_MAX_UPLOAD_MB
+            except ValueError:
+                raise ConfigError(f"CXRKIT_MAX_UPLOAD_MB must be a number of megabytes, got {raw!r}.") from None
+        if not max_upload_mb > 0:
+            raise ConfigError(f"The upload limit must be > 0 MB, got {max_upload_mb}.")
+        return cls(max_upload_bytes=int(max_upload_mb * 2**20))
+
+    @property
+    def decode(self) -> DecodeLimits:
+        return DecodeLimits(max_bytes=self.max_upload_bytes, max_pixels=self.max_pixels, min_side=self.min_side)
+
+
+@dataclass
+class DecodedUpload:
+    """A decoded upload: the image, what it was, and the patient fields found in it."""
+
+    image: np.ndarray
+    sha256: str
+    format: str
+    n_bytes: int
+    dicom_patient_id: str | None = None
+    dicom_study_date: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        h, w = self.image.shape
+        return {"sha256": self.sha256, "format": self.format, "bytes": self.n_bytes, "width": w, "height": h}
+
+
+def read_bounded(stream: BinaryIO, limit: int) -> bytes:
+    """Read at most ``limit`` bytes; one more means the file is too large (413), found without reading it all."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = stream.read(min(READ_CHUNK, limit + 1 - total))
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > limit:
+            raise UploadError(
+                413,
+                "too_large",
+                f"The upload exceeds the limit of {limit / 2**20:g} MiB (set CXRKIT_MAX_UPLOAD_MB to change it).",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _status_for(message: str) -> tuple[int, str]:
+    low = message.lower()
+    if "decompression" in low or "exceeds the limit" in low:
+        return 413, "too_many_pixels"
+    if "no pixel data" in low:
+        return 422, "no_pixel_data"
+    if "empty" in low:
+        return 422, "empty"
+    if "too small" in low:
+        return 422, "too_small"
+    if "not a supported" in low:
+        return 415, "unsupported_format"
+    return 422, "undecodable"
+
+
+def decode_upload(data: bytes, limits: ServerLimits, name: str = "upload") -> DecodedUpload:
+    """Sniff, decode and check an uploaded file.
+
+    Raises:
+        UploadError: empty (422), too large (413), not PNG/JPEG/BMP/TIFF/DICOM (415), truncated, corrupt,
+            too small, DICOM without pixel data, or pixels that are not finite (422).
+    """
+    if not data:
+        raise UploadError(422, "empty", f"The {name} is empty (0 bytes).")
+    if len(data) > limits.max_upload_bytes:
+        raise UploadError(413, "too_large", f"The {name} exceeds the limit of {limits.max_upload_bytes} bytes.")
+    fmt = sniff_format(data[:132])
+    if fmt is None:
+        raise UploadError(
+            415,
+            "unsupported_format",
+            f"The {name} is not a supported image: its content is not PNG, JPEG, BMP, TIFF or DICOM "
+            "(the file name is not used; DICOM needs the 128-byte preamble and 'DICM').",
+        )
+    try:
+        image = read_image_bytes(data, name=name, limits=limits.decode)
+    except ImageDecodeError as err:
+        status, code = _status_for(str(err))
+        raise UploadError(status, code, str(err)) from None
+    except Exception as err:  # a hostile file must never become a 5xx
+        log.warning("decoder raised %s on an upload (answered 422)", type(err).__name__)
+        raise UploadError(
+            422, "undecodable", f"The {name} cannot be decoded as {fmt} ({type(err).__name__})."
+        ) from None
+    if image.ndim != 2 or min(image.shape) < limits.min_side:
+        raise UploadError(422, "too_small", f"The {name} decodes to shape {image.shape}, too small to be an X-ray.")
+    if not np.isfinite(image).all():
+        raise UploadError(422, "non_finite", f"The {name} has pixel values that are not finite numbers (NaN/inf).")
+    upload = DecodedUpload(image=image, sha256=hashlib.sha256(data).hexdigest(), format=fmt, n_bytes=len(data))
+    if fmt == "dicom":
+        upload.dicom_patient_id, upload.dicom_study_date = _dicom_patient(data)
+    return upload
+
+
+def _dicom_patient(data: bytes) -> tuple[str | None, str | None]:
+    """PatientID and StudyDate (ISO) from a DICOM header, via ``cxrkit.io.read_dicom_meta``."""
+    fd, tmp = tempfile.mkstemp(prefix="cxrkit-upload-", suffix=".dcm")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        meta = read_dicom_meta(tmp)
+    except ImageDecodeError:
+        return None, None
+    finally:
+        os.unlink(tmp)
+    date = meta.study_date
+    try:
+        date = parse_study_date(date) if date else None
+    except UploadError:
+        date = None  # a malformed StudyDate tag is left out rather than refusing the image
+    return meta.patient_id, date
+
+
+def parse_study_date(value: str | None) -> str | None:
+    """ISO ``yyyy-mm-dd`` from ``yyyy-mm-dd`` or DICOM ``yyyymmdd``; None for empty.
+
+    Raises:
+        UploadError: (422) any other form.
+    """
+    if value is None or not str(value).strip():
+        return None
+    s = str(value).strip()
+    for fmt in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return _dt.datetime.strptime(s, fmt).date().isoformat()
+        except ValueError:
+            continue
+    raise UploadError(422, "bad_study_date", f"study_date {s!r} is not a date: use yyyy-mm-dd (or DICOM yyyymmdd).")
+
+
+def clean_patient_id(value: str | None) -> str | None:
+    """A patient ID as stored: stripped, at most 128 printable characters; None for empty.
+
+    Raises:
+        UploadError: (422) too long or with control characters.
+    """
+    if value is None:
+        return None
+    s = str(value).strip()
+    if not s:
+        return None
+    if len(s) > 128 or not s.isprintable() or "/" in s:
+        raise UploadError(
+            422,
+            "bad_patient_id",
+            "patient_id must be at most 128 printable characters without '/' or control characters.",
+        )
+    return s

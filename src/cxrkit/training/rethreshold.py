@@ -1,0 +1,54 @@
+"""Re-choose a trained bundle's operating threshold(s) on its own recorded validation split."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from cxrkit.core.files import atomic_dir
+from cxrkit.evaluation import choose_thresholds, evaluate_predictions, to_jsonable
+from cxrkit.models import load_bundle, resolve_bundle
+from cxrkit.models.bundle import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, normalise_thresholds
+from cxrkit.models.card import render_model_card
+from cxrkit.models.inference import predict_proba
+from cxrkit.training.data_prep import prepare_table
+from cxrkit.training.recipe import DataSpec
+
+log = logging.getLogger(__name__)
+
+
+def rethreshold_bundle(
+    model: str | Path, method: str = "youden_band", target_sensitivity: float | None = None, out: Path | None = None
+) -> dict[str, Any]:
+    """Rebuild the validation split recorded in the bundle, choose thresholds there, save the bundle.
+
+    The weights file is copied unchanged (same sha256); ``config.json`` gets the new thresholds, the validation
+    metrics at them, and the recipe's ``threshold`` section updated, so the recipe still reproduces it.
+    """
+    bundle = load_bundle(resolve_bundle(model))
+    recipe = dict(bundle.extra.get("recipe") or {})
+    if "data" not in recipe:
+        raise ValueError(f"{bundle.path}: no recorded recipe; re-thresholding needs the training data spec.")
+    val = prepare_table(DataSpec(**recipe["data"])).split("val")
+    probs = predict_proba(bundle.model, bundle.label_space, val, bundle.preprocessing, num_workers=2)
+    thresholds = choose_thresholds(
+        bundle.label_space, val.labels, probs, method=method, target_sensitivity=target_sensitivity
+    )
+    result = evaluate_predictions(bundle.label_space, val.labels, probs, thresholds=thresholds or None, n_boot=1000)
+    val_metrics = {k: v for k, v in result.items() if k not in ("calibration", "accuracy_vs_threshold")}
+    recipe["threshold"] = {"method": method, "target_sensitivity": target_sensitivity}
+    dest = Path(out or bundle.path)
+    config = json.loads((bundle.path / CONFIG_FILE).read_text())
+    config["thresholds"] = normalise_thresholds(thresholds or None, bundle.label_space)
+    config["metrics"] = {**config.get("metrics", {}), "validation": to_jsonable(val_metrics)}
+    config["extra"] = {**config.get("extra", {}), "recipe": recipe, "threshold_method": method}
+    text = json.dumps(config, indent=2)
+    # The weights file is copied byte for byte, so the bundle's sha256 (its identity) stays the same.
+    with atomic_dir(dest) as tmp:
+        shutil.copyfile(bundle.path / WEIGHTS_FILE, tmp / WEIGHTS_FILE)
+        (tmp / CONFIG_FILE).write_text(text + "\n", encoding="utf-8")
+        (tmp / CARD_FILE).write_text(render_model_card(config), encoding="utf-8")
+    return {"bundle": str(dest), "method": method, "thresholds": thresholds, "validation": val_metrics}
