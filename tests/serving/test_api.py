@@ -264,3 +264,19 @@ def test_cli_serve_refuses_to_start(monkeypatch, tmp_path, serving_bundle, keep_
     assert r.exit_code == 2 and "does not exist" in r.output
     r = CliRunner().invoke(app, ["serve", "--model", str(serving_bundle), "--db", "mysql+nodriver://x"])
     assert r.exit_code == 2 and "case store" in r.output.lower()
+
+
+def test_store_outage_is_503_not_recorded(make_client, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    client, app = make_client()
+    store = app.state.cxr.store
+
+    def down(**_):
+        raise OperationalError("INSERT", {}, Exception("database is down"))
+
+    monkeypatch.setattr(store, "record", down)
+    r = client.post("/v1/predict", files=upload(png_bytes()), data={"patient_id": "P"})
+    assert r.status_code == 503 and r.json()["code"] == "store_unavailable"
+    monkeypatch.undo()
+    assert store.count() == 0

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 
 import cxrkit
 from cxrkit.core.errors import CxrkitError, UnknownNameError
@@ -103,6 +104,13 @@ def create_app(
     @app.exception_handler(UnknownNameError)
     async def _unknown_name(_: Request, err: UnknownNameError) -> JSONResponse:
         return _error(422, "unknown_name", str(err))
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _store_error(_: Request, err: SQLAlchemyError) -> JSONResponse:
+        log.error("case store error: %s", type(err).__name__)
+        return _error(
+            503, "store_unavailable", "The case store is unavailable; the analysis was not recorded. Retry later."
+        )
 
     @app.exception_handler(CxrkitError)
     async def _cxrkit_error(_: Request, err: CxrkitError) -> JSONResponse:

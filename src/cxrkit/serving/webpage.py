@@ -285,7 +285,7 @@ async function timeline(pid, model) {
     const drift = t.drift === null ? "" : ` (drift ${t.drift >= 0 ? "+" : ""}${t.drift.toFixed(2)})`;
     $("#tlsummary").innerHTML = `${t.n_studies} stud${t.n_studies === 1 ? "y" : "ies"} of patient ${esc(pid)}: <span class="verdict ${esc(t.verdict)}">${esc(t.verdict)}</span>${drift}`;
     if (t.n_studies < 2) {
-      $("#timeline").innerHTML = `<p class="muted">Severity ${t.studies[0].severity.toFixed(2)} on ${esc(t.studies[0].study_date)}. The plot appears from the patient's second study on.</p>`;
+      $("#timeline").innerHTML = `<p class="muted">Severity ${t.studies[0].severity.toFixed(2)} on ${esc(t.studies[0].study_date)}${t.analyses[0].study_date_source === "recorded" ? "" : " (date of analysis: no study date given)"}. The plot appears from the patient's second study on.</p>`;
     } else {
       const url = await blobUrl(base + ".png" + q);
       $("#timeline").innerHTML = `<img id="timelineplot" alt="severity over time" src="${url}">`;
