@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -20,6 +20,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+BackendOpt = Annotated[
+    str, typer.Option("--backend", help="torch, or onnx (ONNX Runtime on an export cached per model).")
+]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision", help="auto (bf16 where the CPU/GPU has it natively and the model passed its check), fp32, bf16."
+    ),
+]
 
 
 def setup_logging(quiet: bool) -> None:
@@ -52,6 +63,7 @@ def print_json(obj: Any) -> None:
 def _register() -> None:
     from cxrkit.commands.data import data_app
     from cxrkit.commands.explain import explain_cmd
+    from cxrkit.commands.export import export_cmd
     from cxrkit.commands.models import evaluate_cmd, models_app, predict_cmd, threshold_cmd, train_cmd
     from cxrkit.commands.search import index_app, timeline_cmd
     from cxrkit.commands.serve import serve_cmd
@@ -63,6 +75,7 @@ def _register() -> None:
     app.command("evaluate")(friendly_errors(evaluate_cmd))
     app.command("threshold")(friendly_errors(threshold_cmd))
     app.command("explain")(friendly_errors(explain_cmd))
+    app.command("export")(friendly_errors(export_cmd))
     app.add_typer(index_app, name="index", help="Similar-case index: build, add, query, evaluate.")
     app.command("timeline")(friendly_errors(timeline_cmd))
     app.command("serve")(friendly_errors(serve_cmd))

@@ -28,7 +28,7 @@ def test_shipped_bundle_loads_by_name_and_is_small(name):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_bundle_reproduces_validation_auroc(name, shared_data, monkeypatch):
     from cxrkit.evaluation import evaluate_predictions
-    from cxrkit.models.inference import predict_proba
+    from cxrkit.models.engine import Engine, InferenceOptions
     from cxrkit.training.data_prep import prepare_table
     from cxrkit.training.module import headline_auroc
     from cxrkit.training.recipe import DataSpec
@@ -37,10 +37,15 @@ def test_shipped_bundle_reproduces_validation_auroc(name, shared_data, monkeypat
     spec = DataSpec(**bundle.extra["recipe"]["data"])
     monkeypatch.chdir(REPO)  # recipe sources are relative to the repository root
     val = prepare_table(spec).split("val")
-    probs = predict_proba(
-        bundle.model, bundle.label_space, val, bundle.preprocessing, num_workers=min(2, os.cpu_count() or 1)
-    )
+    # The engine's own choice (bf16 where native and checked): what users get must reproduce the card.
+    engine = Engine(bundle, InferenceOptions(num_workers=min(2, os.cpu_count() or 1)))
+    probs = engine.run_table(val, "proba")
     result = evaluate_predictions(bundle.label_space, val.labels, probs, n_boot=0)
     recorded = bundle.metrics["validation"]
     recorded_auroc = recorded.get("auroc", recorded.get("macro_auroc", recorded.get("mean_auroc")))
-    assert abs(headline_auroc(result) - recorded_auroc) <= 0.005
+    assert len(val) == recorded["n"]
+    assert abs(headline_auroc(result) - recorded_auroc) <= 0.005, engine.describe()
+    check = bundle.extra.get("precision_check", {}).get("bf16")
+    assert check is not None, "shipped bundles record their bf16 check (cxr threshold --model NAME refreshes it)"
+    if check.get("ok"):
+        assert check["auroc_delta"] <= check["tolerance"] <= 0.002

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.cli import friendly_errors, print_json, setup_logging
+from cxrkit.cli import BackendOpt, PrecisionOpt, friendly_errors, print_json, setup_logging
 
 models_app = typer.Typer(no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
@@ -75,14 +75,17 @@ def predict_cmd(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders (PNG, JPEG, DICOM).")],
     model: ModelOpt = "pneumonia",
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    backend: BackendOpt = "torch",
+    precision: PrecisionOpt = "auto",
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Ranked class probabilities and the findings above threshold, per image."""
+    from cxrkit.models.engine import InferenceOptions
     from cxrkit.serving.predictor import Predictor
 
     setup_logging(quiet or as_json)
-    predictor = Predictor.load(model)
+    predictor = Predictor.load(model, InferenceOptions(backend=backend, precision=precision, batch_size=batch_size))
     results = predictor.predict_paths(images, batch_size=batch_size)
     if as_json:
         print_json({"model": predictor.describe(), "predictions": results})
@@ -103,15 +106,24 @@ def evaluate_cmd(
     out: Annotated[Path | None, typer.Option(help="Write report.md, report.html, metrics.json and plots here.")] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    backend: BackendOpt = "torch",
+    precision: PrecisionOpt = "auto",
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate a model on labelled data at its stored threshold(s), with bootstrap CIs."""
+    from cxrkit.models.engine import InferenceOptions
     from cxrkit.serving.evaluate import evaluate_model
 
     setup_logging(quiet or as_json)
     result = evaluate_model(
-        model, data, split=split, label_map=label_map or [], out=out, n_boot=n_boot, batch_size=batch_size
+        model,
+        data,
+        split=split,
+        label_map=label_map or [],
+        out=out,
+        n_boot=n_boot,
+        inference=InferenceOptions(backend=backend, precision=precision, batch_size=batch_size),
     )
     if as_json:
         print_json(result)
@@ -137,13 +149,15 @@ def evaluate_cmd(
 
 def threshold_cmd(
     model: ModelOpt,
-    method: Annotated[str, typer.Option(help="youden | youden_band | sensitivity")] = "youden_band",
+    method: Annotated[
+        str | None, typer.Option(help="youden | youden_band | sensitivity (default: the bundle's own method).")
+    ] = None,
     target_sensitivity: Annotated[float | None, typer.Option(help="For --method sensitivity.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write the updated bundle here (default: in place).")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Re-choose a bundle's threshold(s) on its recorded validation split (weights untouched)."""
+    """Re-choose a bundle's threshold(s) on its recorded validation split and re-run its bf16 check (weights untouched)."""
     from cxrkit.training.rethreshold import rethreshold_bundle
 
     setup_logging(quiet or as_json)
@@ -152,7 +166,7 @@ def threshold_cmd(
         print_json(result)
     else:
         v = result["validation"]
-        typer.echo(f"{result['bundle']}: thresholds {result['thresholds']} ({method})")
+        typer.echo(f"{result['bundle']}: thresholds {result['thresholds']} ({result['method']})")
         typer.echo(
             f"validation at them: accuracy {v.get('accuracy')}, sensitivity {v.get('sensitivity')}, specificity {v.get('specificity')}"
         )

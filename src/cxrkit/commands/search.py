@@ -33,10 +33,25 @@ def build_cmd(
         bool | None,
         typer.Option("--exact/--approx", help="Exact (IndexFlatIP) or HNSW search; default exact up to 200k images."),
     ] = None,
+    num_workers: Annotated[int, typer.Option(help="Image decode workers (per rank).")] = 0,
+    devices: Annotated[
+        int, typer.Option(help="Processes (GPUs) per node; above 1 embeds in shards with Lightning's predict loop.")
+    ] = 1,
+    num_nodes: Annotated[int, typer.Option(help="Machines of a sharded build (SLURM/torchrun set the ranks).")] = 1,
+    strategy: Annotated[
+        str, typer.Option(help="ddp (re-runs this command per extra rank; torchrun/SLURM) or ddp_spawn.")
+    ] = "ddp",
+    accelerator: Annotated[
+        str, typer.Option(help="Lightning accelerator of a sharded build: auto, cpu, gpu.")
+    ] = "auto",
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Embed every image with a model and write a similar-case index (resumes an interrupted build)."""
+    """Embed every image with a model and write a similar-case index (resumes an interrupted build).
+
+    With --devices/--num-nodes above 1, every rank embeds a share and writes a shard; rank 0 merges
+    them into the same index a single process would write (not resumable).
+    """
     from cxrkit.search import build_index, describe_index
 
     setup_logging(quiet or as_json)
@@ -46,9 +61,16 @@ def build_cmd(
         out,
         approx=None if exact is None else not exact,
         batch_size=batch_size,
+        num_workers=num_workers,
         chunk_size=chunk_size,
         progress=_progress(quiet, as_json),
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        accelerator=accelerator,
     )
+    if index is None:
+        return  # a rank other than 0 of a sharded build: rank 0 writes and reports the index
     _print_index(describe_index(index), as_json)
 
 

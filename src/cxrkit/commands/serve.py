@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.cli import setup_logging
+from cxrkit.cli import BackendOpt, PrecisionOpt, setup_logging
 
 
 def serve_cmd(
@@ -38,6 +38,8 @@ def serve_cmd(
     threads: Annotated[
         int | None, typer.Option(help="Torch CPU threads (default $CXRKIT_TORCH_THREADS, else half the cores, 1-4).")
     ] = None,
+    backend: BackendOpt = "torch",
+    precision: PrecisionOpt = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
 ) -> None:
     """Serve the web page and REST API (docs at /docs, schema at /openapi.json)."""
@@ -53,4 +55,6 @@ def serve_cmd(
         api_key=api_key,
         max_upload_mb=max_upload_mb,
         threads=threads,
+        backend=backend,
+        precision=precision,
     )

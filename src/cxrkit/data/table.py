@@ -40,7 +40,9 @@ class CxrTable:
                 self.frame[col] = pd.NA
         extras = [c for c in self.frame.columns if c not in COLUMNS]
         self.frame = self.frame[list(COLUMNS) + extras]
-        self.labels = np.asarray(self.labels, dtype=np.float32).reshape(len(self.frame), -1)
+        labels = np.asarray(self.labels, dtype=np.float32)
+        # reshape(0, -1) is ambiguous for an empty table: keep an already 2-D matrix as it is
+        self.labels = labels if labels.ndim == 2 else labels.reshape(len(self.frame), -1)
         if self.labels.shape[1] != len(self.label_space.classes):
             raise DataFormatError(
                 f"Label matrix has {self.labels.shape[1]} columns but the label space names "

@@ -1,4 +1,8 @@
-"""Batch inference over a table: one code path for predict, evaluate, thresholds and embeddings."""
+"""Batch inference of a bare model over a table (training's validation pass, classical features).
+
+Bundles run through ``cxrkit.models.engine.Engine`` (bf16/ONNX/warm-up); this module serves models that
+are not bundles yet, with the same loader and channels-last settings.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +18,10 @@ from cxrkit.core.task import LabelSpace
 from cxrkit.data.table import CxrTable
 from cxrkit.data.torch_dataset import CxrImageDataset
 from cxrkit.data.transforms import ImageTransform
+from cxrkit.models.engine import choose_device, default_workers
 from cxrkit.models.heads import logits_to_proba
 
 log = logging.getLogger(__name__)
-
-
-def choose_device(requested: str | None = None) -> torch.device:
-    """The device inference runs on: ``requested`` if given, else CUDA when present, else CPU."""
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @torch.no_grad()
@@ -33,15 +31,17 @@ def run_batches(
     prep: Preprocessing,
     fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],
     batch_size: int = 64,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     device: str | None = None,
     progress: bool = False,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Apply ``fn(model, batch)`` to every image of ``table`` (decoded and preprocessed in workers)."""
     dev = choose_device(device)
     model = model.to(dev).eval()
+    workers = default_workers() if num_workers is None else num_workers
     loader = DataLoader(
-        CxrImageDataset(table, ImageTransform(prep)), batch_size=batch_size, num_workers=num_workers, shuffle=False
+        CxrImageDataset(table, ImageTransform(prep)), batch_size=batch_size, num_workers=workers, shuffle=False
     )
     outputs = []
     batches = loader
@@ -51,7 +51,8 @@ def run_batches(
         batches = tqdm(loader, desc="inference", unit="batch", leave=False)
     for x, _ in batches:
         x = x.to(dev).contiguous(memory_format=torch.channels_last)
-        outputs.append(fn(model, x).float().cpu().numpy())
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            outputs.append(fn(model, x).float().cpu().numpy())
     if not outputs:
         return np.zeros((0, 0), np.float32)
     return np.concatenate(outputs)
@@ -63,11 +64,12 @@ def predict_proba(
     table: CxrTable,
     prep: Preprocessing,
     batch_size: int = 64,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     device: str | None = None,
     progress: bool = False,
+    precision: str = "fp32",
 ) -> np.ndarray:
-    """Probabilities N x num_outputs for every image of ``table``."""
+    """Probabilities N x num_outputs for every image of ``table`` (``precision``: fp32 or bf16 autocast)."""
     return run_batches(
         model,
         table,
@@ -77,4 +79,5 @@ def predict_proba(
         num_workers=num_workers,
         device=device,
         progress=progress,
+        precision=precision,
     )

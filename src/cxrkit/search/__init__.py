@@ -3,6 +3,7 @@
 Public API::
 
     build_index(model, data, out)          embed + write an index folder (resumable, atomic)
+    build_index(..., devices=N)            the same, embedded by N Lightning ranks (cxrkit.search.sharded)
     add_to_index(index_dir, data)          append images without re-embedding the old ones
     load_index(path) -> CaseIndex          checks completeness; .search(vectors, k, exclude_groups)
     query_index(index, images, model, k)   the k most similar indexed images per query image

@@ -20,8 +20,7 @@ from cxrkit.data.images import load_image
 from cxrkit.data.table import CxrTable
 from cxrkit.data.transforms import ImageTransform
 from cxrkit.models.bundle import Bundle
-from cxrkit.models.inference import run_batches
-from cxrkit.models.registry import embed
+from cxrkit.models.engine import Engine, InferenceOptions
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +36,17 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-def _embed_fn(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return embed(model, x)
+def _index_engine(bundle: Bundle, batch_size: int = 32, num_workers: int | None = None, device: str | None = None):
+    # Stored embeddings are computed in fp32: an index outlives the machine that built it, and fp32 makes a
+    # rebuild, an `add` and a sharded build agree to 1e-5 wherever they run. Queries may use bf16.
+    return Engine(
+        bundle, InferenceOptions(precision="fp32", batch_size=batch_size, num_workers=num_workers, device=device)
+    )
 
 
 def embed_batch(bundle: Bundle, x: torch.Tensor) -> np.ndarray:
     """Normalised embeddings (N, D) of an already preprocessed batch."""
-    bundle.model.eval()
-    param = next(bundle.model.parameters(), None)
-    if param is not None:
-        x = x.to(device=param.device, dtype=param.dtype)
-    return l2_normalise(embed(bundle.model, x).float().cpu().numpy())
+    return l2_normalise(_index_engine(bundle).embeddings(x))
 
 
 def embed_paths(bundle: Bundle, paths: list[str | Path]) -> np.ndarray:
@@ -57,9 +56,18 @@ def embed_paths(bundle: Bundle, paths: list[str | Path]) -> np.ndarray:
     return embed_batch(bundle, x)
 
 
+def paths_digest(table: CxrTable) -> str:
+    """sha256 of the table's image paths in row order: which images, and in which order, a build embeds."""
+    return hashlib.sha256("\n".join(table.frame["path"].astype(str)).encode()).hexdigest()
+
+
 def _work_key(bundle: Bundle, table: CxrTable, chunk_size: int) -> dict:
-    digest = hashlib.sha256("\n".join(table.frame["path"].astype(str)).encode()).hexdigest()
-    return {"fingerprint": bundle.fingerprint, "paths_sha256": digest, "n": len(table), "chunk_size": chunk_size}
+    return {
+        "fingerprint": bundle.fingerprint,
+        "paths_sha256": paths_digest(table),
+        "n": len(table),
+        "chunk_size": chunk_size,
+    }
 
 
 def _prepare_work_dir(work_dir: Path, key: dict) -> None:
@@ -89,7 +97,7 @@ def embed_table(
     bundle: Bundle,
     table: CxrTable,
     batch_size: int = 32,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     work_dir: str | Path | None = None,
     progress: bool = False,
@@ -128,16 +136,8 @@ def embed_table(
             arr = _load_chunk(chunk_file, stop - start) if chunk_file is not None and chunk_file.is_file() else None
             if arr is None:
                 sub = table.subset(np.arange(start, stop))
-                raw = run_batches(
-                    bundle.model,
-                    sub,
-                    bundle.preprocessing,
-                    _embed_fn,
-                    batch_size=batch_size,
-                    num_workers=num_workers,
-                    device=device,
-                )
-                arr = l2_normalise(raw)
+                engine = _index_engine(bundle, batch_size, num_workers, device)
+                arr = l2_normalise(engine.run_table(sub, "embedding"))
                 computed += 1
                 if chunk_file is not None:
                     with atomic_path(chunk_file) as tmp, open(tmp, "wb") as f:

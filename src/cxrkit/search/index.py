@@ -249,12 +249,22 @@ def build_index(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     hnsw: HnswParams | None = None,
     progress: bool = False,
-) -> CaseIndex:
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "ddp",
+    accelerator: str = "auto",
+) -> CaseIndex | None:
     """Embed every image of ``data`` with ``model`` and write a searchable index folder at ``out``.
 
     Resumable: finished chunks are kept in ``<out>.partial/`` (removed once the index is written);
     rerunning the same build skips them. The folder is swapped in atomically, so an interrupted
     build leaves an older index at ``out`` untouched and loadable.
+
+    With ``devices * num_nodes > 1`` the images are embedded by that many Lightning ranks, each
+    writing one shard to ``<out>.partial/shards/`` that is merged back into table order (see
+    ``cxrkit.search.sharded``): the index equals a single-process build. Such a build does not
+    resume. Under ``ddp``, torchrun or SLURM every rank runs this function and only global rank 0
+    writes the index; the others return None. Under ``ddp_spawn`` the calling process writes it.
 
     Args:
         model: a bundle, bundle name or bundle folder.
@@ -266,23 +276,45 @@ def build_index(
         chunk_size: images per resumable chunk.
         hnsw: HNSW settings (default ``HnswParams()``).
         progress: show a progress bar.
+        devices: processes (GPUs) per node; above 1 (or with ``num_nodes`` above 1) a sharded build.
+        num_nodes: machines of a sharded build.
+        strategy: ``ddp`` or ``ddp_spawn`` (sharded build only).
+        accelerator: Lightning accelerator of a sharded build (``auto``, ``cpu``, ``gpu``).
 
     Returns:
-        The loaded index.
+        The loaded index (None on the non-writing ranks of a sharded build).
     """
     bundle, ref = _as_bundle(model)
     table = _as_table(data)
     out = Path(out)
     work = work_dir_for(out)
-    vectors = embed_table(
-        bundle,
-        table,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        chunk_size=chunk_size,
-        work_dir=work,
-        progress=progress,
-    )
+    if int(devices) * int(num_nodes) > 1:
+        from cxrkit.search.sharded import embed_table_sharded  # imports Lightning: only for this path
+
+        vectors = embed_table_sharded(
+            bundle,
+            table,
+            work,
+            devices=devices,
+            num_nodes=num_nodes,
+            strategy=strategy,
+            accelerator=accelerator,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=progress,
+        )
+        if vectors is None:
+            return None
+    else:
+        vectors = embed_table(
+            bundle,
+            table,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            chunk_size=chunk_size,
+            work_dir=work,
+            progress=progress,
+        )
     index_type = choose_index_type(len(vectors), approx)
     params = hnsw or HnswParams()
     faiss_index = new_faiss_index(vectors.shape[1], index_type, params)

@@ -29,7 +29,7 @@ from cxrkit.core.errors import ConfigError, DataFormatError
 from cxrkit.core.task import NEGATIVE_NAMES, LabelSpace, TaskType
 from cxrkit.data.table import CxrTable
 from cxrkit.models.bundle import Bundle
-from cxrkit.models.inference import predict_proba
+from cxrkit.models.engine import Engine, InferenceOptions
 from cxrkit.search.embeddings import embed_table
 from cxrkit.search.index import CaseIndex, group_keys, resolve_index_model
 
@@ -263,7 +263,7 @@ def patient_timeline(
     """
     rows = _patient_rows(table, patient)
     sub = table.subset(rows)
-    probs = predict_proba(bundle.model, bundle.label_space, sub, bundle.preprocessing, batch_size=batch_size)
+    probs = Engine(bundle, InferenceOptions(batch_size=batch_size)).run_table(sub, "proba")
     ns = _neighbour_severity(index, bundle, sub, k) if index is not None else None
     out = build_timeline(table, rows, probs, bundle.label_space, ns, tolerance)
     out["model"] = {"name": bundle.path.name, "architecture": bundle.architecture, "fingerprint": bundle.fingerprint}
@@ -294,9 +294,7 @@ def rank_patients(
         raise DataFormatError("No patient has 2 or more images in this data: there is no timeline to rank.")
     rows_all = np.concatenate(list(candidates.values()))
     sub = table.subset(rows_all)
-    probs = predict_proba(
-        bundle.model, bundle.label_space, sub, bundle.preprocessing, batch_size=batch_size, progress=progress
-    )
+    probs = Engine(bundle, InferenceOptions(batch_size=batch_size)).run_table(sub, "proba", progress=progress)
     ns_all = _neighbour_severity(index, bundle, sub, k) if index is not None else None
     patients = []
     start = 0

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import cxrkit
 from cxrkit.core.errors import CxrkitError, UnknownNameError
+from cxrkit.models.engine import InferenceOptions
 from cxrkit.search import CaseIndex, describe_index, load_index
 from cxrkit.serving.middleware import AccessLogMiddleware, BodyLimitMiddleware
 from cxrkit.serving.predictor import Predictor
@@ -57,6 +58,7 @@ def create_app(
     api_key: str | None = None,
     limits: ServerLimits | None = None,
     store: CaseStore | None = None,
+    inference: InferenceOptions | None = None,
 ) -> FastAPI:
     """Build the app: models load once here (safetensors bundles), the case store's tables are created.
 
@@ -68,15 +70,16 @@ def create_app(
         api_key: when set, every /v1 route needs it in the ``X-API-Key`` header (or ``Authorization: Bearer``).
         limits: upload and request limits (default ``ServerLimits.from_env()``: CXRKIT_MAX_UPLOAD_MB).
         store: an open ``CaseStore`` to use instead of ``db_url``.
+        inference: backend (torch/onnx) and precision of every served model (default: torch, auto).
 
     Raises:
         BundleError, UnknownNameError: a model is missing or corrupt (the message says how to fix it).
         ConfigError: no models, or the case store / index cannot be opened.
     """
     limits = limits or ServerLimits.from_env()
-    served = load_models(models)
+    served = load_models(models, inference)
     idx = load_index(index) if isinstance(index, str | Path) else index
-    index_model = pick_index_model(idx, served) if idx is not None else None
+    index_model = pick_index_model(idx, served, inference) if idx is not None else None
     state = ServerState(
         models=served,
         index=idx,

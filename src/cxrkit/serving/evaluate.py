@@ -15,7 +15,7 @@ from cxrkit.data import load_datasets
 from cxrkit.data.table import CxrTable
 from cxrkit.evaluation import evaluate_predictions, write_report
 from cxrkit.models import load_bundle, resolve_bundle
-from cxrkit.models.inference import predict_proba
+from cxrkit.models.engine import Engine, InferenceOptions
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ def evaluate_model(
     out: Path | None = None,
     n_boot: int = 1000,
     batch_size: int = 32,
+    inference: InferenceOptions | None = None,
 ) -> dict[str, Any]:
     bundle = load_bundle(resolve_bundle(model))
     table = load_datasets(list(data))
@@ -78,10 +79,12 @@ def evaluate_model(
     if space.task is TaskType.BINARY:
         keep = ~np.isnan(labels[:, 1])
         table, labels = table.subset(keep), labels[keep]
-    probs = predict_proba(bundle.model, space, table, bundle.preprocessing, batch_size=batch_size, progress=True)
+    engine = Engine(bundle, inference or InferenceOptions(batch_size=batch_size))
+    probs = engine.run_table(table, "proba", progress=True)
     thresholds = None if space.task is TaskType.MULTICLASS else [bundle.thresholds[k] for k in bundle.thresholds]
     result = evaluate_predictions(space, labels, probs, thresholds=thresholds, n_boot=n_boot)
     result["model"] = {"path": str(bundle.path), "architecture": bundle.architecture, "sha256": bundle.fingerprint}
+    result["inference"] = engine.describe()
     if out is not None:
         write_report(result, out, labels, probs, space, title=f"{bundle.path.name} on {', '.join(map(str, data))}")
     return result

@@ -1,6 +1,7 @@
 """Predictor: a loaded bundle that turns image files or bytes into ranked findings.
 
-This is the one place an inference device is chosen (CUDA when present, else CPU).
+It runs through the shared ``Engine`` (channels-last, bf16 where native and checked, or ONNX Runtime),
+warmed up at load so the first request is not the slow one.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from cxrkit.data.transforms import ImageTransform
 from cxrkit.io import read_image, read_image_bytes
 from cxrkit.io.decode import IMAGE_EXTENSIONS
 from cxrkit.models import Bundle, load_bundle, resolve_bundle
-from cxrkit.models.inference import choose_device
+from cxrkit.models.engine import Engine, InferenceOptions
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +67,23 @@ class Predictor:
     """A loaded bundle on its device. Model calls are serialised by ``lock`` (safe to share between threads)."""
 
     bundle: Bundle
-    device: torch.device
+    engine: Engine
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
-    def load(cls, name_or_path: str | Path, device: str | None = None) -> Predictor:
-        bundle = load_bundle(resolve_bundle(name_or_path))
-        dev = choose_device(device)
-        bundle.model.to(dev).eval()
-        if dev.type == "cpu":
-            bundle.model.to(memory_format=torch.channels_last)
-        return cls(bundle, dev)
+    def load(cls, name_or_path: str | Path, options: InferenceOptions | None = None, warmup: bool = True) -> Predictor:
+        return cls.from_bundle(load_bundle(resolve_bundle(name_or_path)), options, warmup=warmup)
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, options: InferenceOptions | None = None, warmup: bool = True) -> Predictor:
+        engine = Engine(bundle, options)
+        if warmup:
+            engine.warmup()
+        return cls(bundle, engine)
+
+    @property
+    def device(self) -> torch.device:
+        return self.engine.device
 
     @property
     def transform(self) -> ImageTransform:
@@ -92,19 +99,19 @@ class Predictor:
             "thresholds": b.thresholds,
             "version": b.code_version,
             "sha256": b.fingerprint,
+            **self.engine.describe(),
         }
 
     def _batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         t = self.transform
-        x = torch.stack([t(img) for img in images]).to(self.device)
-        return x.contiguous(memory_format=torch.channels_last)
+        return torch.stack([t(img) for img in images])
 
     def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Per-class probabilities (N x C; binary gives both classes) for decoded [0,1] images."""
         with torch.inference_mode():
             x = self._batch(images)  # preprocessing runs outside the lock, concurrently
             with self.lock:
-                p = self.bundle.predict_proba(x)
+                p = self.engine.probabilities(x)
         if self.bundle.label_space.task is TaskType.BINARY:
             p = np.concatenate([1.0 - p, p], axis=1)
         return p
@@ -155,9 +162,9 @@ class Predictor:
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """L2-normalised embeddings (N x D) for similar-case search."""
-        from cxrkit.search.embeddings import embed_batch
+        from cxrkit.search.embeddings import l2_normalise
 
         with torch.inference_mode():
             x = self._batch(images)
             with self.lock:
-                return embed_batch(self.bundle, x)
+                return l2_normalise(self.engine.embeddings(x))

@@ -51,6 +51,8 @@ def serve(
     api_key: str | None = None,
     max_upload_mb: float | None = None,
     threads: int | None = None,
+    backend: str = "torch",
+    precision: str = "auto",
 ) -> None:
     """Load the models once, open the case store and index, then serve until interrupted.
 
@@ -59,6 +61,7 @@ def serve(
     """
     import uvicorn
 
+    from cxrkit.models.engine import InferenceOptions
     from cxrkit.serving.app import create_app
     from cxrkit.serving.predictor import configure_threads
     from cxrkit.serving.uploads import ServerLimits
@@ -66,7 +69,14 @@ def serve(
     n = configure_threads(threads)
     names = list(models) if models else default_models()
     index = index if index is not None else default_index()
-    app = create_app(names, index=index, db_url=db_url, api_key=api_key, limits=ServerLimits.from_env(max_upload_mb))
+    app = create_app(
+        names,
+        index=index,
+        db_url=db_url,
+        api_key=api_key,
+        limits=ServerLimits.from_env(max_upload_mb),
+        inference=InferenceOptions(backend=backend, precision=precision),
+    )
     state = app.state.cxr
     log.info(
         "serving %s on http://%s:%d (case store: %s, index: %s, torch threads: %d, API key: %s)",

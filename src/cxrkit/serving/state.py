@@ -14,6 +14,7 @@ import numpy as np
 
 from cxrkit.core.errors import ConfigError, CxrkitError, UnknownNameError
 from cxrkit.core.task import TaskType
+from cxrkit.models.engine import InferenceOptions
 from cxrkit.search import CaseIndex, resolve_index_model
 from cxrkit.search.timeline import severity_from_probs
 from cxrkit.serving.predictor import Predictor
@@ -137,6 +138,7 @@ def served_name(ref: str | Path, predictor: Predictor) -> str:
 
 def load_models(
     models: Sequence[str | Path | Predictor] | Mapping[str, str | Path | Predictor],
+    inference: InferenceOptions | None = None,
 ) -> dict[str, ServedModel]:
     """Load every model once (safetensors bundles through ``load_bundle``), named uniquely.
 
@@ -156,7 +158,7 @@ def load_models(
         )
     out: dict[str, ServedModel] = {}
     for name, ref in items:
-        predictor = ref if isinstance(ref, Predictor) else Predictor.load(ref)
+        predictor = ref if isinstance(ref, Predictor) else Predictor.load(ref, inference)
         base = name or (
             served_name(ref, predictor)
             if not isinstance(ref, Predictor)
@@ -175,7 +177,9 @@ def load_models(
     return out
 
 
-def pick_index_model(index: CaseIndex, served: Mapping[str, ServedModel]) -> ServedModel:
+def pick_index_model(
+    index: CaseIndex, served: Mapping[str, ServedModel], inference: InferenceOptions | None = None
+) -> ServedModel:
     """The model that embeds similar-case queries: a served one with the index's fingerprint, else the
     model recorded in the index (loaded once here).
 
@@ -192,8 +196,5 @@ def pick_index_model(index: CaseIndex, served: Mapping[str, ServedModel]) -> Ser
             f"The index at {index.path} was built with a model that is not served and cannot be found: {err} "
             "Fix: add that model with --model, or rebuild the index with a served model."
         ) from None
-    from cxrkit.models.inference import choose_device
-
-    predictor = Predictor(bundle, choose_device())
-    predictor.bundle.model.to(predictor.device).eval()
+    predictor = Predictor.from_bundle(bundle, inference)
     return ServedModel(f"index:{index.info['model'].get('name') or bundle.path.name}", predictor)

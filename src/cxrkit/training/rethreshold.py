@@ -15,13 +15,14 @@ from cxrkit.models.bundle import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, normalise
 from cxrkit.models.card import render_model_card
 from cxrkit.models.inference import predict_proba
 from cxrkit.training.data_prep import prepare_table
+from cxrkit.training.precision import bf16_check
 from cxrkit.training.recipe import DataSpec
 
 log = logging.getLogger(__name__)
 
 
 def rethreshold_bundle(
-    model: str | Path, method: str = "youden_band", target_sensitivity: float | None = None, out: Path | None = None
+    model: str | Path, method: str | None = None, target_sensitivity: float | None = None, out: Path | None = None
 ) -> dict[str, Any]:
     """Rebuild the validation split recorded in the bundle, choose thresholds there, save the bundle.
 
@@ -30,10 +31,14 @@ def rethreshold_bundle(
     """
     bundle = load_bundle(resolve_bundle(model))
     recipe = dict(bundle.extra.get("recipe") or {})
+    if method is None:  # keep the bundle's own method: only the bf16 check is refreshed
+        method = bundle.extra.get("threshold_method") or (recipe.get("threshold") or {}).get("method") or "youden"
+        target_sensitivity = target_sensitivity or (recipe.get("threshold") or {}).get("target_sensitivity")
     if "data" not in recipe:
         raise ValueError(f"{bundle.path}: no recorded recipe; re-thresholding needs the training data spec.")
     val = prepare_table(DataSpec(**recipe["data"])).split("val")
-    probs = predict_proba(bundle.model, bundle.label_space, val, bundle.preprocessing, num_workers=2)
+    probs = predict_proba(bundle.model, bundle.label_space, val, bundle.preprocessing)
+    precision_check = {"bf16": bf16_check(bundle.model, bundle.label_space, val, bundle.preprocessing, probs)}
     thresholds = choose_thresholds(
         bundle.label_space, val.labels, probs, method=method, target_sensitivity=target_sensitivity
     )
@@ -45,6 +50,7 @@ def rethreshold_bundle(
     config["thresholds"] = normalise_thresholds(thresholds or None, bundle.label_space)
     config["metrics"] = {**config.get("metrics", {}), "validation": to_jsonable(val_metrics)}
     config["extra"] = {**config.get("extra", {}), "recipe": recipe, "threshold_method": method}
+    config["extra"]["precision_check"] = precision_check
     text = json.dumps(config, indent=2)
     # The weights file is copied byte for byte, so the bundle's sha256 (its identity) stays the same.
     with atomic_dir(dest) as tmp:

@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from cxrkit.models.inference import predict_proba
 from cxrkit.training.data_prep import data_summary, prepare_table
 from cxrkit.training.datamodule import CxrDataModule
 from cxrkit.training.module import CxrClassifier, headline_auroc
+from cxrkit.training.precision import bf16_check
 from cxrkit.training.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,15 @@ def augmentation_for(recipe: Recipe) -> Augmentation | None:
     return Augmentation(a.hflip, a.rotation, a.zoom, a.shift, a.brightness, a.contrast)
 
 
-def train_from_recipe(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def train_from_recipe(
+    recipe: Recipe, resume: bool = False, progress: bool = True, callbacks: Sequence[L.Callback] = ()
+) -> dict[str, Any]:
     """Train what ``recipe`` describes and write ``<out>/bundle`` plus logs, plots and a validation report.
+
+    ``callbacks`` are extra Lightning callbacks (tests use one to record what each rank sampled);
+    under ``ddp_spawn`` they are pickled into every rank, so define them at module level.
+    On a multi-process run only global rank 0 writes the bundle and returns the summary; other
+    ranks (``ddp``, torchrun, SLURM) return ``{}``.
 
     Returns:
         A JSON-ready dict: ``bundle`` path, ``val`` metrics (with thresholds chosen on validation),
@@ -86,7 +95,7 @@ def train_from_recipe(recipe: Recipe, resume: bool = False, progress: bool = Tru
         balanced_sampler=recipe.data.balance == "sampler",
         seed=recipe.train.seed,
     )
-    trainer, checkpoint = _trainer(recipe, out, progress)
+    trainer, checkpoint = _trainer(recipe, out, progress, callbacks)
     ckpt_path = _resume_path(out) if resume else None
     started = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
@@ -97,16 +106,26 @@ def train_from_recipe(recipe: Recipe, resume: bool = False, progress: bool = Tru
     return _finish(recipe, out, table, train, val, module.model, prep, best_epoch, trainer, seconds)
 
 
-def _trainer(recipe: Recipe, out: Path, progress: bool) -> tuple[L.Trainer, L.pytorch.callbacks.ModelCheckpoint]:
+def _trainer(
+    recipe: Recipe, out: Path, progress: bool, extra: Sequence[L.Callback] = ()
+) -> tuple[L.Trainer, L.pytorch.callbacks.ModelCheckpoint]:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     t = recipe.train
     mode = "min" if t.monitor.endswith("loss") else "max"
     checkpoint = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor=t.monitor, mode=mode, save_top_k=1, save_last=True
+        dirpath=out / "checkpoints", filename="best", monitor=t.monitor, mode=mode, save_top_k=1
     )
-    callbacks = [checkpoint, EarlyStopping(monitor=t.monitor, mode=mode, patience=t.patience, check_finite=False)]
+    # Lightning >= 2.6 rewrites save_last's last.ckpt only in a step that also saved a best checkpoint;
+    # resuming (and the ddp_spawn progress read-back) need the latest epoch, so this one rewrites it every epoch.
+    last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
+    callbacks = [
+        checkpoint,  # first: trainer.checkpoint_callback, whose best_model_path ddp_spawn hands back
+        last,
+        EarlyStopping(monitor=t.monitor, mode=mode, patience=t.patience, check_finite=False),
+    ]
+    callbacks += list(extra)
     kwargs: dict[str, Any] = {}
     if t.limit_train_batches is not None:
         kwargs["limit_train_batches"] = t.limit_train_batches
@@ -175,7 +194,9 @@ def _finish(
         learning_curve_plot(out / "metrics.csv", out / "learning_curve.png", best_epoch=best_epoch)
     write_report(result, out / "val_report", val.labels, probs, space, title=f"{recipe.name}: validation split")
     val_metrics = {k: v for k, v in result.items() if k not in ("calibration", "accuracy_vs_threshold")}
-    steps = trainer.global_step * recipe.train.batch_size
+    precision_check = {"bf16": bf16_check(model, space, val, prep, probs_fp32=probs)}
+    epochs_run, steps = _progress(trainer, out)
+    images_seen = steps * recipe.train.batch_size * trainer.world_size  # every rank takes a batch per step
     bundle = save_bundle(
         out / "bundle",
         model,
@@ -189,10 +210,11 @@ def _finish(
         extra={
             "recipe": recipe.to_dict(),
             "best_epoch": best_epoch,
-            "epochs_run": trainer.current_epoch,
+            "epochs_run": epochs_run,
             "train_seconds": round(seconds, 1),
             "threshold_method": recipe.threshold.method,
             "world_size": trainer.world_size,
+            "precision_check": precision_check,
         },
     )
     summary = {
@@ -202,15 +224,29 @@ def _finish(
         "val_auroc": headline_auroc(result),
         "thresholds": thresholds,
         "best_epoch": best_epoch,
-        "epochs_run": trainer.current_epoch,
+        "epochs_run": epochs_run,
         "train_seconds": round(seconds, 1),
-        "images_per_second": round(steps / seconds, 1) if seconds else None,
+        "images_per_second": round(images_seen / seconds, 1) if seconds else None,
         "n_train": len(train),
         "n_val": len(val),
         "world_size": trainer.world_size,
     }
     atomic_write_text(out / "result.json", json.dumps(summary, indent=2, default=_json))
     return summary
+
+
+def _progress(trainer: L.Trainer, out: Path) -> tuple[int, int]:
+    """Epochs run and optimizer steps taken.
+
+    Under ``ddp_spawn`` the fit ran in child processes and this trainer's counters stay at 0, so they
+    are read back from the last checkpoint that rank 0 wrote.
+    """
+    epochs, steps = trainer.current_epoch, trainer.global_step
+    last = out / "checkpoints" / "last.ckpt"
+    if trainer.world_size > 1 and steps == 0 and last.is_file():
+        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        epochs, steps = int(ckpt.get("epoch", -1)) + 1, int(ckpt.get("global_step", 0))
+    return epochs, steps
 
 
 def _headline_keys(task: str) -> tuple[str, ...]:
