@@ -282,3 +282,29 @@ def test_store_outage_is_503_not_recorded(make_client, monkeypatch):
     assert r.status_code == 503 and r.json()["code"] == "store_unavailable"
     monkeypatch.undo()
     assert store.count() == 0
+
+
+def test_onnx_backend_serves_the_same_predictions(serving_bundle, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from cxrkit.models.engine import InferenceOptions
+    from cxrkit.serving.app import create_app
+    from cxrkit.serving.predictor import Predictor
+
+    app = create_app(
+        {"tiny": str(serving_bundle)},
+        db_url=f"sqlite:///{tmp_path / 'c.db'}",
+        inference=InferenceOptions(backend="onnx"),
+    )
+    try:
+        with TestClient(app) as client:
+            (m,) = client.get("/v1/models").json()["models"]
+            assert m["backend"] == "onnx" and m["precision"] == "fp32"
+            data = png_bytes(3, bright_blob=True)
+            j = client.post("/v1/predict", files=upload(data)).json()
+            fp32 = Predictor.load(serving_bundle, InferenceOptions(precision="fp32"), warmup=False)
+            expected = fp32.predict_bytes(data)["probabilities"]["PNEUMONIA"]
+            assert j["probabilities"]["PNEUMONIA"] == pytest.approx(expected, abs=1e-4)
+            assert client.post("/v1/explain", files=upload(data)).status_code == 200  # CAMs stay on PyTorch
+    finally:
+        app.state.cxr.store.close()

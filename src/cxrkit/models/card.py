@@ -22,6 +22,58 @@ def _table(rows: Mapping[str, object], header: tuple[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_PER_ITEM = ("per_label", "per_class")
+_SKIP = ("classes", "calibration", "accuracy_vs_threshold", "bootstrap", "confusion_matrix")
+
+
+def _with_ci(metrics: Mapping[str, object], key: str) -> object:
+    value, ci = metrics.get(key), metrics.get(f"{key}_ci")
+    if isinstance(value, float) and isinstance(ci, list | tuple) and len(ci) == 2 and None not in ci:
+        return f"{value:.4g} [{ci[0]:.3g}, {ci[1]:.3g}]"
+    return value
+
+
+def _metrics_section(name: str, metrics: Mapping[str, object]) -> list[str]:
+    """Headline metrics (95% CIs inline) and, for multi-class/multi-label, one row per class."""
+    if not isinstance(metrics, Mapping):
+        return [_table({name: metrics}, ("Metric", "Value"))]
+    head = {
+        k: _with_ci(metrics, k)
+        for k, v in metrics.items()
+        if k not in _SKIP and k not in _PER_ITEM and not k.endswith("_ci") and not isinstance(v, Mapping | list)
+    }
+    out = [f"### {name}\n", _table(head, ("Metric", "Value"))]
+    for key in _PER_ITEM:
+        items = metrics.get(key)
+        if not isinstance(items, Mapping) or not items:
+            continue
+        cols = [
+            c
+            for c in (
+                "n_positive",
+                "support",
+                "auroc",
+                "threshold",
+                "precision",
+                "recall",
+                "sensitivity",
+                "specificity",
+                "f1",
+            )
+            if any(isinstance(v, Mapping) and c in v for v in items.values())
+        ]
+        lines = [f"| {key.replace('_', ' ')} | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for cls, row in items.items():
+            row = row if isinstance(row, Mapping) else {}
+            lines.append(
+                f"| {cls} | "
+                + " | ".join(_fmt(_with_ci(row, c)) if row.get(c) is not None else "-" for c in cols)
+                + " |"
+            )
+        out.append("\n".join(lines) + "\n")
+    return out
+
+
 def render_model_card(config: Mapping[str, object]) -> str:
     """Markdown model card from a bundle's ``config.json`` contents."""
     ls = config["label_space"]
@@ -56,9 +108,28 @@ def render_model_card(config: Mapping[str, object]) -> str:
             "### Splits\n",
             _table(dict(splits) if isinstance(splits, Mapping) else {"splits": splits}, ("Split", "Images")),
         ]
+    parts.append("## Validation metrics\n")
+    if not metrics:
+        parts.append("_not recorded_\n")
+    for name, values in metrics.items():
+        parts += _metrics_section(name, values)
+    extra = dict(config.get("extra") or {})
+    recipe = extra.pop("recipe", None)
+    check = (extra.pop("precision_check", None) or {}).get("bf16")
+    if check:
+        verdict = (
+            "bf16 is used where the hardware has it natively"
+            if check.get("ok")
+            else (
+                "not checked" if check.get("ok") is None else "fp32 is kept: bf16 changed the validation AUROC too much"
+            )
+        )
+        parts += [
+            "### bf16 check (validation AUROC, bf16 autocast vs fp32)\n",
+            _table(check, ("Item", "Value")),
+            f"Result: {verdict}.\n",
+        ]
     parts += [
-        "## Validation metrics\n",
-        _table(metrics, ("Metric", "Value")),
         "## Decision thresholds\n",
         _table(thresholds, ("Class", "Threshold")),
         "## Limitations\n",
@@ -71,7 +142,17 @@ def render_model_card(config: Mapping[str, object]) -> str:
         "- Probabilities may be miscalibrated.",
         "",
     ]
-    extra = config.get("extra")
+    notes = (recipe or {}).get("notes") if isinstance(recipe, Mapping) else None
+    if notes:
+        parts[-1:-1] = [f"- {line.strip()}" for line in str(notes).strip().splitlines() if line.strip()]
     if extra:
-        parts += ["## Additional information\n", _table(dict(extra), ("Item", "Value"))]
+        parts += ["## Additional information\n", _table(extra, ("Item", "Value"))]
+    if recipe:
+        parts += [
+            "## Recipe (reproduces this bundle with `cxr train`)\n",
+            "```json",
+            json.dumps(recipe, indent=2),
+            "```",
+            "",
+        ]
     return "\n".join(parts)
