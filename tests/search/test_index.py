@@ -85,7 +85,7 @@ def test_interrupted_build_keeps_old_index_and_resumes(search_bundle, search_fol
     table = load_dataset(search_folder)
     out = tmp_path / "index"
     build_index(search_bundle, table.subset(np.arange(8)), out, chunk_size=4)
-    real = emb_mod.run_batches
+    real = emb_mod.Engine.run_table
     calls = {"n": 0}
 
     def failing(*args, **kwargs):
@@ -94,7 +94,7 @@ def test_interrupted_build_keeps_old_index_and_resumes(search_bundle, search_fol
         calls["n"] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(emb_mod, "run_batches", failing)
+    monkeypatch.setattr(emb_mod.Engine, "run_table", failing)
     with pytest.raises(KeyboardInterrupt):
         build_index(search_bundle, table, out, chunk_size=4)  # 24 images: 6 chunks
     old = load_index(out)
@@ -107,7 +107,7 @@ def test_interrupted_build_keeps_old_index_and_resumes(search_bundle, search_fol
         calls["n"] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(emb_mod, "run_batches", counting)
+    monkeypatch.setattr(emb_mod.Engine, "run_table", counting)
     new = build_index(search_bundle, table, out, chunk_size=4)
     assert calls["n"] == 3  # only the 3 missing chunks were computed
     assert len(new) == 24 and not work_dir_for(out).exists()
