@@ -31,7 +31,10 @@ def build_cmd(
     chunk_size: ChunkOpt = 1024,
     exact: Annotated[
         bool | None,
-        typer.Option("--exact/--approx", help="Exact (IndexFlatIP) or HNSW search; default exact up to 200k images."),
+        typer.Option(
+            "--exact/--approx",
+            help="Exact (IndexFlatIP) or approximate search; default exact up to 15k images, HNSW to 200k, IVF beyond.",
+        ),
     ] = None,
     num_workers: Annotated[int, typer.Option(help="Image decode workers (per rank).")] = 0,
     devices: Annotated[

@@ -40,6 +40,7 @@ from cxrkit.search.vector import (
     choose_index_type,
     new_faiss_index,
     search_raw,
+    train_index,
 )
 
 log = logging.getLogger(__name__)
@@ -315,9 +316,11 @@ def build_index(
             work_dir=work,
             progress=progress,
         )
-    index_type = choose_index_type(len(vectors), approx)
+    # IVF from IVF_MIN vectors: at 1M it keeps recall@36 at 0.998 where HNSW falls to 0.94 (docs/INDEX_BENCHMARK.md).
+    index_type = choose_index_type(len(vectors), approx, ivf_ok=True)
     params = hnsw or HnswParams()
-    faiss_index = new_faiss_index(vectors.shape[1], index_type, params)
+    faiss_index = new_faiss_index(vectors.shape[1], index_type, params, n=len(vectors))
+    train_index(faiss_index, vectors)
     faiss_index.add(vectors)
     now = _now()
     info = {
@@ -326,6 +329,7 @@ def build_index(
         "index_type": index_type,
         "faiss_class": type(faiss_index).__name__,
         "hnsw": params.to_dict() if index_type == "hnsw" else None,
+        "ivf": {"nlist": int(faiss_index.nlist), "nprobe": int(faiss_index.nprobe)} if index_type == "ivf" else None,
         "dim": int(vectors.shape[1]),
         "model": _model_info(bundle, ref),
         "label_space": table.label_space.to_dict(),
