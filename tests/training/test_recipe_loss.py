@@ -60,3 +60,21 @@ def test_multiclass_loss_ignores_unlabelled_rows():
     labels = torch.tensor([[1.0, 0.0, 0.0], [math.nan, math.nan, math.nan]])
     loss = TaskLoss(space)(logits, labels)
     assert torch.allclose(loss, torch.nn.functional.cross_entropy(logits[:1], torch.tensor([0])))
+
+
+def test_empty_exclusive_classes_are_dropped_and_two_left_make_a_binary_task():
+    import numpy as np
+    import pandas as pd
+
+    from cxrkit.core.task import LabelSpace, TaskType
+    from cxrkit.data.table import CxrTable
+    from cxrkit.training.data_prep import drop_empty_classes
+
+    space = LabelSpace(TaskType.MULTICLASS, ("NORMAL", "PNEUMONIA", "COVID-19"))
+    labels = np.array([[1, 0, 0], [0, 0, 1], [0, 0, 1]], np.float32)  # no PNEUMONIA image
+    table = CxrTable(pd.DataFrame({"path": ["a", "b", "c"]}), labels, space)
+    out = drop_empty_classes(table)
+    assert out.label_space == LabelSpace(TaskType.BINARY, ("NORMAL", "COVID-19"))
+    assert out.labels.tolist() == [[1, 0], [0, 1], [0, 1]]
+    full = CxrTable(pd.DataFrame({"path": ["a", "b", "c"]}), np.eye(3, dtype=np.float32), space)
+    assert drop_empty_classes(full).label_space == space  # nothing to drop

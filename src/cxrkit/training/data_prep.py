@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from cxrkit.core.errors import ConfigError
+from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.data import assign_splits, check_no_leakage, load_datasets, undersample
 from cxrkit.data.table import CxrTable
 from cxrkit.training.recipe import DataSpec
@@ -22,6 +25,7 @@ def prepare_table(spec: DataSpec) -> CxrTable:
     table = load_datasets(spec.sources, format=spec.format, **options)
     if not len(table.classes):
         raise ConfigError(f"The data {spec.sources} has no labels; training needs a labelled dataset.")
+    table = drop_empty_classes(table)
     if spec.per_class:
         table = undersample(table, spec.per_class, seed=spec.seed)
     has_splits = table.frame["split"].isin(["train", "val"]).all() and (table.frame["split"] == "val").any()
@@ -34,6 +38,28 @@ def prepare_table(spec: DataSpec) -> CxrTable:
     if not (table.frame["split"] == "val").any():
         raise ConfigError("The validation split is empty; set data.val above 0 (thresholds are chosen on it).")
     return table
+
+
+def drop_empty_classes(table: CxrTable) -> CxrTable:
+    """Drop exclusive classes with no image (e.g. ``train::NORMAL`` + ``covid::COVID-19`` keeps the combined
+    3-class columns): a model must not learn an output that never occurs; two classes left make it binary.
+    """
+    space = table.label_space
+    if space.task is TaskType.MULTILABEL:
+        return table
+    counts = np.nansum(table.labels, axis=0)
+    present = [c for i, c in enumerate(space.classes) if counts[i] > 0]
+    if len(present) == len(space.classes) or len(present) < 2:
+        return table
+    new = LabelSpace.exclusive_from(present)
+    labels = table.labels[:, [space.classes.index(c) for c in new.classes]]
+    log.info(
+        "classes without images dropped: %s; task is now %s %s",
+        [c for c in space.classes if c not in present],
+        new.task.value,
+        list(new.classes),
+    )
+    return table.with_label_space(new, labels)
 
 
 def data_summary(table: CxrTable, spec: DataSpec) -> dict:
