@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cxrkit.core.errors import ConfigError
+from cxrkit.core.preprocess import Preprocessing
 from cxrkit.core.task import TaskType
 from cxrkit.data.table import CxrTable
 from cxrkit.data.torch_dataset import CxrImageDataset
@@ -63,6 +64,15 @@ def native_bf16(device: torch.device) -> bool:
 def default_workers() -> int:
     """DataLoader decode workers: one per core left over by the model (none on a single core), at most 4."""
     return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def table_loader(table: CxrTable, prep: Preprocessing, batch_size: int, num_workers: int | None = None) -> DataLoader:
+    """Batches of ``table`` decoded and preprocessed in order by worker processes (None: ``default_workers()``)."""
+    workers = default_workers() if num_workers is None else num_workers
+    workers = min(workers, max(0, (len(table) - 1) // max(1, batch_size)))  # no idle workers
+    return DataLoader(
+        CxrImageDataset(table, ImageTransform(prep)), batch_size=batch_size, num_workers=workers, shuffle=False
+    )
 
 
 def bf16_check(bundle: Bundle) -> dict[str, Any] | None:
@@ -165,15 +175,7 @@ class Engine:
     # -- tables --------------------------------------------------------------------------------
 
     def loader(self, table: CxrTable) -> DataLoader:
-        workers = default_workers() if self.options.num_workers is None else self.options.num_workers
-        workers = min(workers, max(0, (len(table) - 1) // max(1, self.options.batch_size)))  # no idle workers
-        return DataLoader(
-            CxrImageDataset(table, ImageTransform(self.bundle.preprocessing)),
-            batch_size=self.options.batch_size,
-            num_workers=workers,
-            shuffle=False,
-            persistent_workers=False,
-        )
+        return table_loader(table, self.bundle.preprocessing, self.options.batch_size, self.options.num_workers)
 
     def run_table(
         self, table: CxrTable, what: str = "proba", progress: bool = False

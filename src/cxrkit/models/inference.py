@@ -11,14 +11,11 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.core.task import LabelSpace
 from cxrkit.data.table import CxrTable
-from cxrkit.data.torch_dataset import CxrImageDataset
-from cxrkit.data.transforms import ImageTransform
-from cxrkit.models.engine import choose_device, default_workers
+from cxrkit.models.engine import choose_device, table_loader
 from cxrkit.models.heads import logits_to_proba
 
 log = logging.getLogger(__name__)
@@ -39,10 +36,7 @@ def run_batches(
     """Apply ``fn(model, batch)`` to every image of ``table`` (decoded and preprocessed in workers)."""
     dev = choose_device(device)
     model = model.to(dev).eval()
-    workers = default_workers() if num_workers is None else num_workers
-    loader = DataLoader(
-        CxrImageDataset(table, ImageTransform(prep)), batch_size=batch_size, num_workers=workers, shuffle=False
-    )
+    loader = table_loader(table, prep, batch_size, num_workers)
     outputs = []
     batches = loader
     if progress:

@@ -129,6 +129,7 @@ def embed_table(
         bar = tqdm(total=n, desc="embedding", unit="img")
     parts: list[np.ndarray] = []
     computed = 0
+    engine = _index_engine(bundle, batch_size, num_workers, device)
     try:
         for i, start in enumerate(starts):
             stop = min(start + chunk_size, n)
@@ -136,7 +137,6 @@ def embed_table(
             arr = _load_chunk(chunk_file, stop - start) if chunk_file is not None and chunk_file.is_file() else None
             if arr is None:
                 sub = table.subset(np.arange(start, stop))
-                engine = _index_engine(bundle, batch_size, num_workers, device)
                 arr = l2_normalise(engine.run_table(sub, "embedding"))
                 computed += 1
                 if chunk_file is not None:
