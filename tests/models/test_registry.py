@@ -9,7 +9,18 @@ from torch import nn
 from cxrkit.core.errors import ConfigError, UnknownNameError
 from cxrkit.models import cam_target_layer, create_model, embed, get_model_info, list_models
 
-ALL = ["efficientnet_lite0", "resnet18", "resnet50", "resnet152", "densenet121", "vgg16", "small_cnn", "tiny_cnn"]
+ALL = [
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "resnet18",
+    "resnet50",
+    "resnet152",
+    "densenet121",
+    "vgg16",
+    "small_cnn",
+    "tiny_cnn",
+]
 SIZE = 32
 
 

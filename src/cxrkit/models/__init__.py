@@ -8,8 +8,10 @@ from cxrkit.models.classical import ClassicalBaseline, downsample_pixels
 from cxrkit.models.heads import label_targets, logits_to_proba
 from cxrkit.models.pretrained import (
     efficientnet_lite0_imagenet_state_dict,
+    efficientnet_lite_imagenet_state_dict,
     load_state_dict_file,
     map_efficientnet_lite0_key,
+    map_efficientnet_lite_key,
 )
 from cxrkit.models.registry import (
     ModelInfo,
@@ -28,6 +30,7 @@ __all__ = [
     "create_model",
     "downsample_pixels",
     "efficientnet_lite0_imagenet_state_dict",
+    "efficientnet_lite_imagenet_state_dict",
     "embed",
     "get_model_info",
     "label_targets",
@@ -37,6 +40,7 @@ __all__ = [
     "load_state_dict_file",
     "logits_to_proba",
     "map_efficientnet_lite0_key",
+    "map_efficientnet_lite_key",
     "resolve_bundle",
     "save_bundle",
 ]

