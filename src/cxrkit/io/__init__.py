@@ -8,12 +8,13 @@ from cxrkit.io.decode import (
     read_image_bytes,
     sniff_format,
 )
-from cxrkit.io.dicom import DicomMeta, read_dicom_meta
+from cxrkit.io.dicom import DicomMeta, decode_dicom_with_meta, read_dicom_meta
 
 __all__ = [
     "DEFAULT_LIMITS",
     "DecodeLimits",
     "DicomMeta",
+    "decode_dicom_with_meta",
     "image_size",
     "read_dicom_meta",
     "read_image",

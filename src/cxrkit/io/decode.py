@@ -127,6 +127,8 @@ def pil_to_gray_float(img: Image.Image, name: str = "<image>") -> np.ndarray:
         arr = np.clip(raw, 0, None).astype(np.float32) / top
     elif mode == "F":
         raw = np.asarray(img, dtype=np.float32)
+        if not np.isfinite(raw).all():  # NaN would normalise to an all-black image
+            raise ImageDecodeError(f"{name}: pixel values are not all finite numbers (NaN/inf); fix the export.")
         lo, hi = float(raw.min()), float(raw.max())
         arr = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
     elif mode in ("L", "1"):

@@ -365,6 +365,7 @@ def timeline_plot(timeline: dict[str, Any], out_png: str | Path) -> Path:
             xytext=(0, dy),
             ha="center",
             fontsize=7,
+            parse_math=False,
         )
     ns = [s.get("neighbour_severity") for s in studies]
     if any(v is not None for v in ns):
@@ -382,7 +383,13 @@ def timeline_plot(timeline: dict[str, Any], out_png: str | Path) -> Path:
     ax.set_ylabel("severity (P disease)")
     drift = timeline.get("drift")
     dtxt = "" if drift is None else f", drift {drift:+.2f}"
-    ax.set_title(f"patient {timeline.get('patient_id')}: {timeline.get('verdict')}{dtxt}", fontsize=10)
+    # Patient IDs and class names are drawn literally: '$...$' must never reach mathtext (or TeX).
+    ax.set_title(
+        f"patient {timeline.get('patient_id')}: {timeline.get('verdict')}{dtxt}",
+        fontsize=10,
+        parse_math=False,
+        usetex=False,
+    )
     ax.grid(alpha=0.3)
     if key == "study_date":
         fig.autofmt_xdate()

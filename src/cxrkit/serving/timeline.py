@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import tempfile
 import threading
 from pathlib import Path
@@ -11,7 +12,9 @@ from typing import Any
 import numpy as np
 
 from cxrkit.search.timeline import SEVERITY_RULE, drift_verdict, timeline_plot
+from cxrkit.serving.uploads import UploadError
 
+log = logging.getLogger(__name__)
 _PLOT_LOCK = threading.Lock()  # matplotlib's font cache and state are not meant for concurrent drawing
 
 
@@ -89,6 +92,12 @@ def build_patient_timeline(patient_id: str, records: list[dict[str, Any]], model
 def timeline_png(timeline: dict[str, Any]) -> bytes:
     """The timeline drawn by ``cxrkit.search.timeline_plot`` (severity against study date), as PNG bytes."""
     plot = {**timeline, "studies": [s for s in timeline["studies"] if s["severity"] is not None]}
-    with tempfile.TemporaryDirectory(prefix="cxrkit-timeline-") as tmp, _PLOT_LOCK:
-        out = timeline_plot(plot, Path(tmp) / "timeline.png")
-        return out.read_bytes()
+    try:
+        with tempfile.TemporaryDirectory(prefix="cxrkit-timeline-") as tmp, _PLOT_LOCK:
+            out = timeline_plot(plot, Path(tmp) / "timeline.png")
+            return out.read_bytes()
+    except Exception as err:  # a traceback would carry the patient ID (in the title) into the log
+        log.error("timeline plot failed (%s)", type(err).__name__)
+        raise UploadError(
+            500, "render_failed", "The timeline could not be drawn; its JSON is at .../timeline."
+        ) from None

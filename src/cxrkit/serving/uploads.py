@@ -11,14 +11,13 @@ import datetime as _dt
 import hashlib
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from cxrkit.core.errors import ConfigError, CxrkitError, ImageDecodeError
-from cxrkit.io import DecodeLimits, read_dicom_meta, read_image_bytes, sniff_format
+from cxrkit.io import DecodeLimits, DicomMeta, decode_dicom_with_meta, read_image_bytes, sniff_format
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +98,8 @@ def read_bounded(stream: BinaryIO, limit: int) -> bytes:
 
 def _status_for(message: str) -> tuple[int, str]:
     low = message.lower()
+    if "not all finite" in low:
+        return 422, "non_finite"
     if "decompression" in low or "exceeds the limit" in low:
         return 413, "too_many_pixels"
     if "no pixel data" in low:
@@ -131,8 +132,12 @@ def decode_upload(data: bytes, limits: ServerLimits, name: str = "upload") -> De
             f"The {name} is not a supported image: its content is not PNG, JPEG, BMP, TIFF or DICOM "
             "(the file name is not used; DICOM needs the 128-byte preamble and 'DICM').",
         )
+    meta = None
     try:
-        image = read_image_bytes(data, name=name, limits=limits.decode)
+        if fmt == "dicom":  # one bounded parse gives the pixels and the patient fields
+            image, meta = decode_dicom_with_meta(data, name, limits.decode)
+        else:
+            image = read_image_bytes(data, name=name, limits=limits.decode)
     except ImageDecodeError as err:
         status, code = _status_for(str(err))
         raise UploadError(status, code, str(err)) from None
@@ -146,22 +151,13 @@ def decode_upload(data: bytes, limits: ServerLimits, name: str = "upload") -> De
     if not np.isfinite(image).all():
         raise UploadError(422, "non_finite", f"The {name} has pixel values that are not finite numbers (NaN/inf).")
     upload = DecodedUpload(image=image, sha256=hashlib.sha256(data).hexdigest(), format=fmt, n_bytes=len(data))
-    if fmt == "dicom":
-        upload.dicom_patient_id, upload.dicom_study_date = _dicom_patient(data)
+    if meta is not None:
+        upload.dicom_patient_id, upload.dicom_study_date = _dicom_patient(meta)
     return upload
 
 
-def _dicom_patient(data: bytes) -> tuple[str | None, str | None]:
-    """PatientID and StudyDate (ISO) from a DICOM header, via ``cxrkit.io.read_dicom_meta``."""
-    fd, tmp = tempfile.mkstemp(prefix="cxrkit-upload-", suffix=".dcm")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        meta = read_dicom_meta(tmp)
-    except ImageDecodeError:
-        return None, None
-    finally:
-        os.unlink(tmp)
+def _dicom_patient(meta: DicomMeta) -> tuple[str | None, str | None]:
+    """PatientID and StudyDate (ISO) from a DICOM header."""
     date = meta.study_date
     try:
         date = parse_study_date(date) if date else None
@@ -170,20 +166,29 @@ def _dicom_patient(data: bytes) -> tuple[str | None, str | None]:
     return meta.patient_id, date
 
 
+EARLIEST_STUDY_DATE = _dt.date(1900, 1, 1)
+
+
 def parse_study_date(value: str | None) -> str | None:
-    """ISO ``yyyy-mm-dd`` from ``yyyy-mm-dd`` or DICOM ``yyyymmdd``; None for empty.
+    """ISO ``yyyy-mm-dd`` from ``yyyy-mm-dd`` or DICOM ``yyyymmdd``, between 1900-01-01 and tomorrow; None for empty.
 
     Raises:
-        UploadError: (422) any other form.
+        UploadError: (422) any other form, or a date outside that range (no X-ray predates 1900 or the future).
     """
     if value is None or not str(value).strip():
         return None
     s = str(value).strip()
     for fmt in ("%Y-%m-%d", "%Y%m%d"):
         try:
-            return _dt.datetime.strptime(s, fmt).date().isoformat()
+            date = _dt.datetime.strptime(s, fmt).date()
         except ValueError:
             continue
+        latest = _dt.datetime.now(_dt.UTC).date() + _dt.timedelta(days=1)
+        if not EARLIEST_STUDY_DATE <= date <= latest:
+            raise UploadError(
+                422, "bad_study_date", f"study_date {s!r} is outside {EARLIEST_STUDY_DATE} .. {latest} (tomorrow)."
+            )
+        return date.isoformat()
     raise UploadError(422, "bad_study_date", f"study_date {s!r} is not a date: use yyyy-mm-dd (or DICOM yyyymmdd).")
 
 

@@ -1,0 +1,100 @@
+"""Issue 12, server and storage: hostile input is refused fast with a 4xx and nothing recorded."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from tests import hostile
+from tests.serving.conftest import png_bytes
+
+
+def _post(client, data: bytes, **fields):
+    return client.post("/v1/predict", files={"file": ("x.bin", data, "application/octet-stream")}, data=fields)
+
+
+@pytest.fixture(scope="module")
+def gib_bomb() -> bytes:
+    return hostile.deflated_dicom_bomb(1 << 30)
+
+
+def test_deflated_dicom_bomb_is_refused_fast(make_client, gib_bomb):
+    """1: a ~1 MB Deflated DICOM holding 1 GiB of pixels: fast 4xx, nothing recorded."""
+    client, app = make_client()
+    assert len(gib_bomb) < 1.5e6
+    t0 = time.perf_counter()
+    r = _post(client, gib_bomb)
+    assert 400 <= r.status_code < 500 and "decompression bomb" in r.json()["detail"], r.text
+    assert time.perf_counter() - t0 < 2.0
+    assert app.state.cxr.store.count() == 0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: hostile.deflated_header_bomb(64 << 20),
+        lambda: hostile.rle_bomb(8192, 8192),
+        lambda: hostile.rle_bomb(2048, 2048, frames=200),
+        lambda: hostile.encapsulated_dicom(hostile.JPEG2000, 30000, 30000),
+        lambda: hostile.encapsulated_dicom(hostile.JPEG_BASELINE, 4096, 4096, frames=1000),
+    ],
+    ids=["deflated_header", "rle_8k", "rle_frames", "j2k_30k", "jpeg_frames"],
+)
+def test_compressed_dicom_bombs_are_4xx(make_client, make):
+    client, app = make_client()
+    r = _post(client, make())
+    assert r.status_code in (413, 415, 422), r.text
+    assert app.state.cxr.store.count() == 0
+
+
+def test_good_deflated_dicom_is_decoded(make_client):
+    client, app = make_client()
+    pixels = (np.arange(64 * 64).reshape(64, 64) % 4000).astype(np.uint16)
+    r = _post(client, hostile.deflated_dicom(pixels, patient_id="DEFL-1"))
+    assert r.status_code == 200, r.text
+    assert r.json()["patient_id"] == "DEFL-1" and app.state.cxr.store.count() == 1
+
+
+@pytest.mark.parametrize("kind", ["nan", "inf"])
+def test_non_finite_pixels_are_422(make_client, kind):
+    """2: a float TIFF with one NaN (or inf) pixel is refused, not analysed as all-black."""
+    client, app = make_client()
+    r = _post(client, hostile.float_tiff(nan=kind == "nan", inf=kind == "inf"))
+    assert r.status_code == 422 and r.json()["code"] == "non_finite", r.text
+    assert app.state.cxr.store.count() == 0
+
+
+@pytest.mark.parametrize("pid", [r"$\undefinedmacro$", "$x^{$", r"a_b^c $\frac{1}{0}$"])
+def test_timeline_png_renders_mathtext_patient_ids_literally(make_client, pid, caplog):
+    """3: matplotlib mathtext in a patient ID is drawn as text, and the ID stays out of the logs."""
+    import urllib.parse
+
+    client, _ = make_client()
+    for seed, date in ((1, "2020-01-02"), (2, "2021-03-04")):
+        r = _post(client, png_bytes(seed), patient_id=pid, study_date=date)
+        assert r.status_code == 200, r.text
+    caplog.set_level("DEBUG")
+    r = client.get(f"/v1/patients/{urllib.parse.quote(pid, safe='')}/timeline.png")
+    assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
+    assert pid not in caplog.text
+
+
+@pytest.mark.parametrize("date", ["0001-01-01", "9999-12-31", "1899-12-31", "18991231"])
+def test_study_dates_out_of_range_are_422(make_client, date):
+    """3: study dates are bounded to 1900..tomorrow."""
+    client, app = make_client()
+    r = _post(client, png_bytes(), patient_id="P", study_date=date)
+    assert r.status_code == 422 and r.json()["code"] == "bad_study_date", r.text
+    assert app.state.cxr.store.count() == 0
+
+
+def test_out_of_range_dicom_study_date_is_left_out(make_client, tmp_path):
+    from tests.conftest import write_dicom
+
+    client, _ = make_client()
+    dcm = write_dicom(tmp_path / "x.dcm", np.full((32, 32), 900, np.uint16) + np.eye(32, dtype=np.uint16) * 50,
+                      study_date="00010101").read_bytes()  # fmt: skip
+    r = _post(client, dcm)
+    assert r.status_code == 200 and r.json()["study_date"] is None
