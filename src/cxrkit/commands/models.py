@@ -13,6 +13,17 @@ models_app = typer.Typer(no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="A shipped bundle name or a bundle folder.")]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Exit with status 1 when any image could not be read (default: skip it, warn).")
+]
+
+
+def _report_skipped(skipped: list[dict[str, str]], strict: bool, as_json: bool) -> None:
+    """Warn about skipped images (stderr) and, with --strict, exit 1 once the results are printed."""
+    if skipped and not as_json:  # each one was logged as a warning when it was met
+        typer.secho(f"skipped {len(skipped)} unreadable image(s)", fg=typer.colors.YELLOW, err=True)
+    if skipped and strict:
+        raise typer.Exit(code=1)
 
 
 @models_app.command("list")
@@ -77,6 +88,7 @@ def predict_cmd(
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
     backend: BackendOpt = "torch",
     precision: PrecisionOpt = "auto",
+    strict: StrictOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -86,14 +98,16 @@ def predict_cmd(
 
     setup_logging(quiet or as_json)
     predictor = Predictor.load(model, InferenceOptions(backend=backend, precision=precision, batch_size=batch_size))
-    results = predictor.predict_paths(images, batch_size=batch_size)
+    skipped: list[dict[str, str]] = []
+    results = predictor.predict_paths(images, batch_size=batch_size, skipped=skipped)
     if as_json:
-        print_json({"model": predictor.describe(), "predictions": results})
-        return
-    for r in results:
-        ranked = ", ".join(f"{c['class']} {c['probability']:.3f}" for c in r["ranked"])
-        found = ", ".join(r["findings"]) or "none above threshold"
-        typer.echo(f"{r['path']}: {found}  [{ranked}]")
+        print_json({"model": predictor.describe(), "predictions": results, "skipped": skipped})
+    else:
+        for r in results:
+            ranked = ", ".join(f"{c['class']} {c['probability']:.3f}" for c in r["ranked"])
+            found = ", ".join(r["findings"]) or "none above threshold"
+            typer.echo(f"{r['path']}: {found}  [{ranked}]")
+    _report_skipped(skipped, strict, as_json)
 
 
 def evaluate_cmd(
@@ -108,6 +122,7 @@ def evaluate_cmd(
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
     backend: BackendOpt = "torch",
     precision: PrecisionOpt = "auto",
+    strict: StrictOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -127,6 +142,7 @@ def evaluate_cmd(
     )
     if as_json:
         print_json(result)
+        _report_skipped(result["skipped"], strict, as_json)
         return
     keys = (
         "n",
@@ -145,6 +161,7 @@ def evaluate_cmd(
             typer.echo(f"{k:12s} {result[k]}")
     if out:
         typer.echo(f"report: {out / 'report.html'}")
+    _report_skipped(result["skipped"], strict, as_json)
 
 
 def threshold_cmd(

@@ -66,12 +66,21 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def table_loader(table: CxrTable, prep: Preprocessing, batch_size: int, num_workers: int | None = None) -> DataLoader:
-    """Batches of ``table`` decoded and preprocessed in order by worker processes (None: ``default_workers()``)."""
+def table_loader(
+    table: CxrTable, prep: Preprocessing, batch_size: int, num_workers: int | None = None, skip_errors: bool = False
+) -> DataLoader:
+    """Batches of ``table`` decoded and preprocessed in order by worker processes (None: ``default_workers()``).
+
+    ``skip_errors``: batches are ``(x, y, errors)`` with an error message per unreadable image (see
+    ``CxrImageDataset``) instead of raising on the first one.
+    """
     workers = default_workers() if num_workers is None else num_workers
     workers = min(workers, max(0, (len(table) - 1) // max(1, batch_size)))  # no idle workers
     return DataLoader(
-        CxrImageDataset(table, ImageTransform(prep)), batch_size=batch_size, num_workers=workers, shuffle=False
+        CxrImageDataset(table, ImageTransform(prep), skip_errors=skip_errors),
+        batch_size=batch_size,
+        num_workers=workers,
+        shuffle=False,
     )
 
 
@@ -174,23 +183,41 @@ class Engine:
 
     # -- tables --------------------------------------------------------------------------------
 
-    def loader(self, table: CxrTable) -> DataLoader:
-        return table_loader(table, self.bundle.preprocessing, self.options.batch_size, self.options.num_workers)
+    def loader(self, table: CxrTable, skip_errors: bool = False) -> DataLoader:
+        opts = self.options
+        return table_loader(table, self.bundle.preprocessing, opts.batch_size, opts.num_workers, skip_errors)
 
     def run_table(
-        self, table: CxrTable, what: str = "proba", progress: bool = False
+        self,
+        table: CxrTable,
+        what: str = "proba",
+        progress: bool = False,
+        skipped: list[dict[str, Any]] | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """``what``: "proba" (N x outputs), "embedding" (N x D) or "both" (a tuple) for every image of ``table``."""
+        """``what``: "proba" (N x outputs), "embedding" (N x D) or "both" (a tuple) for every image of ``table``.
+
+        ``skipped``: when a list, each unreadable image is appended as ``{"row", "path", "error"}``
+        (logged as a warning) and its row is left out of the output; when None, the first one raises.
+        """
         if what not in ("proba", "embedding", "both"):
             raise ValueError(f"what must be proba, embedding or both, not {what!r}")
         logits, feats = [], []
-        batches: Any = self.loader(table)
+        batches: Any = self.loader(table, skip_errors=skipped is not None)
         if progress:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc="inference", unit="batch", leave=False)
-        for x, _ in batches:
+        row = 0
+        for x, _, *errors in batches:
             lo, fe = self.logits_and_embeddings(x)
+            if errors and skipped is not None:
+                ok = np.array([not e for e in errors[0]], dtype=bool)
+                for i in np.flatnonzero(~ok):
+                    log.warning("skipped %s", errors[0][i])
+                    path = str(table.frame["path"].iat[row + int(i)])
+                    skipped.append({"row": row + int(i), "path": path, "error": errors[0][i]})
+                lo, fe = lo[ok], fe[ok]
+            row += len(x)
             logits.append(lo)
             feats.append(fe)
         n_out = 1 if self.bundle.label_space.task is TaskType.BINARY else len(self.bundle.classes)

@@ -80,11 +80,19 @@ def evaluate_model(
         keep = ~np.isnan(labels[:, 1])
         table, labels = table.subset(keep), labels[keep]
     engine = Engine(bundle, inference or InferenceOptions(batch_size=batch_size))
-    probs = engine.run_table(table, "proba", progress=True)
+    skipped: list[dict[str, Any]] = []
+    probs = engine.run_table(table, "proba", progress=True, skipped=skipped)
+    if skipped:
+        keep = np.ones(len(table), dtype=bool)
+        keep[[s["row"] for s in skipped]] = False
+        if not keep.any():
+            raise DataFormatError(f"None of the {len(table)} images could be read, e.g. {skipped[0]['error']}")
+        table, labels = table.subset(keep), labels[keep]
     thresholds = None if space.task is TaskType.MULTICLASS else [bundle.thresholds[k] for k in bundle.thresholds]
     result = evaluate_predictions(space, labels, probs, thresholds=thresholds, n_boot=n_boot)
     result["model"] = {"path": str(bundle.path), "architecture": bundle.architecture, "sha256": bundle.fingerprint}
     result["inference"] = engine.describe()
+    result["skipped"] = [{"path": s["path"], "error": s["error"]} for s in skipped]
     if out is not None:
         write_report(result, out, labels, probs, space, title=f"{bundle.path.name} on {', '.join(map(str, data))}")
     return result

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cxrkit.core.errors import DataFormatError
+from cxrkit.core.errors import CxrkitError, DataFormatError, ImageDecodeError
 from cxrkit.core.task import TaskType
 from cxrkit.data.transforms import ImageTransform
 from cxrkit.io import read_image, read_image_bytes
@@ -144,13 +144,41 @@ class Predictor:
     def predict_bytes(self, data: bytes, name: str = "<upload>") -> dict[str, Any]:
         return self.predict_arrays([read_image_bytes(data, name=name)])[0]
 
-    def predict_paths(self, inputs: Sequence[str | Path], batch_size: int = 32) -> list[dict[str, Any]]:
+    def predict_paths(
+        self, inputs: Sequence[str | Path], batch_size: int = 32, skipped: list[dict[str, str]] | None = None
+    ) -> list[dict[str, Any]]:
+        """Predict every image file of ``inputs`` (folders expanded), in order.
+
+        Args:
+            skipped: when a list, an unreadable file is appended to it as ``{"path", "error"}``, logged
+                as a warning and left out; when None, the first unreadable file raises.
+
+        Raises:
+            ImageDecodeError: an unreadable file (``skipped`` None), or none of the files could be read.
+        """
         paths = expand_images(inputs)
         results: list[dict[str, Any]] = []
+        n_bad = 0
         for start in range(0, len(paths), batch_size):
-            chunk = paths[start : start + batch_size]
-            for path, r in zip(chunk, self.predict_arrays([read_image(p) for p in chunk]), strict=True):
-                results.append({"path": str(path), **r})
+            chunk, images = [], []
+            for p in paths[start : start + batch_size]:
+                try:
+                    images.append(read_image(p))
+                except (CxrkitError, OSError) as e:
+                    if skipped is None:
+                        raise
+                    n_bad += 1
+                    error = str(e) if isinstance(e, CxrkitError) else f"{p}: {e.strerror or e}"
+                    log.warning("skipped %s", error)
+                    skipped.append({"path": str(p), "error": error})
+                    continue
+                chunk.append(p)
+            if images:
+                for path, r in zip(chunk, self.predict_arrays(images), strict=True):
+                    results.append({"path": str(path), **r})
+        if n_bad and not results:
+            errors = "; ".join(s["error"] for s in (skipped or [])[-n_bad:][:5])
+            raise ImageDecodeError(f"None of the {n_bad} image(s) could be read: {errors}")
         return results
 
     def explain(self, image: np.ndarray, method: str = "gradcam", target: str | None = None) -> Any:
