@@ -53,3 +53,36 @@ def test_kaggle_index_query(shared_data: Path, search_bundle: Path, tmp_path: Pa
         assert all(-1.0 <= h["similarity"] <= 1.0 + 1e-5 for h in hits)
     ev = evaluate_index(index, k=5)
     assert ev["n_queries"] == 40 and 0.0 <= ev["precision_at_k"] <= 1.0
+
+
+def test_covid_patient_173_prior_study_first(shared_data: Path):
+    """The collection's patient 173: '...-prior.jpg' has no offset, the others days 3-10 (issue 12, item 11)."""
+    from cxrkit.search import order_studies
+
+    table = load_dataset(shared_data / "covid-chestxray")
+    sub = table.frame[table.frame["patient_id"].astype(str) == "173"].reset_index(drop=True)
+    order, key, values, notes = order_studies(sub)
+    names = [Path(sub["path"].iat[i]).name for i in order]
+    assert len(names) == 5 and key == "offset"
+    assert names[0].endswith("-prior.jpg")
+    assert [v[0] for v in values[1:]] == [3.0, 7.0, 9.0, 10.0]
+    assert any("prior" in n for n in notes)
+
+
+def test_cli_timeline_patient_173_says_how_it_was_ordered(shared_data: Path, tmp_path: Path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from cxrkit.cli import app
+
+    args = ["timeline", "--model", "covid3", str(shared_data / "covid-chestxray"), "--patient", "173"]
+    r = CliRunner().invoke(app, [*args, "--json", "--plot", str(tmp_path / "t.png")])
+    assert r.exit_code == 0, r.output
+    tl = json.loads(r.stdout)
+    assert tl["n_images"] == 5 and tl["n_studies"] == 5
+    assert tl["studies"][0]["images"][0].endswith("-prior.jpg") and "prior" in tl["studies"][0]["order_basis"]
+    assert [s["offset"] for s in tl["studies"][1:]] == [3.0, 7.0, 9.0, 10.0]
+    assert "day offset where present" in tl["order_rule"] and (tmp_path / "t.png").stat().st_size > 0
+    text = CliRunner().invoke(app, args)
+    assert "ordered by day offset where present" in text.stdout and "prior" in text.stdout

@@ -92,3 +92,45 @@ def test_build_timeline_groups_images_of_one_study():
     assert [s["severity"] for s in tl["studies"]] == pytest.approx([0.1, 0.6, 0.9])
     assert tl["studies"][1]["probabilities"] == pytest.approx({"NORMAL": 0.4, "PNEUMONIA": 0.6})
     assert tl["verdict"] == "worsening" and tl["drift"] == pytest.approx(0.8)
+
+
+def test_partial_offsets_are_used_and_a_prior_image_goes_first():
+    """One study lacks an offset (issue 12, item 11): the others keep their offset order, the name says 'prior'."""
+    f = pd.DataFrame(
+        {
+            "path": [f"/d/case-58-{n}.jpg" for n in ("prior", "day-3", "day-10", "day-7")],
+            "patient_id": ["p"] * 4,
+            "offset": [None, 3.0, 10.0, 7.0],
+        }
+    )
+    order, key, values, notes = order_studies(f)
+    assert key == "offset" and order.tolist() == [0, 1, 3, 2]
+    assert values[0] == (None, "case-58-prior.jpg") and [v[0] for v in values[1:]] == [3.0, 7.0, 10.0]
+    assert any("1 image(s) without an offset" in n and "'prior'" in n for n in notes)
+
+
+def test_rows_without_the_key_are_kept_last_never_dropped_and_the_rule_is_reported():
+    space = LabelSpace(TaskType.BINARY, ("NORMAL", "PNEUMONIA"))
+    f = frame(offset=[5.0, None, 1.0, None])
+    f["path"] = ["/d/a.png", "/d/z_unknown.png", "/d/b.png", "/d/m_unknown.png"]
+    tl = build_timeline(
+        CxrTable(f, np.zeros((4, 2)), space), np.arange(4), np.array([[0.1], [0.2], [0.3], [0.4]]), space
+    )
+    assert tl["n_images"] == 4 and tl["n_studies"] == 4  # two rows without an offset are two studies, not one
+    assert [s["images"][0].rsplit("/", 1)[1] for s in tl["studies"]] == [
+        "b.png", "a.png", "m_unknown.png", "z_unknown.png"
+    ]  # fmt: skip
+    assert [s["order_basis"] for s in tl["studies"]] == [
+        "offset",
+        "offset",
+        "file name (no offset)",
+        "file name (no offset)",
+    ]
+    assert "offset" in tl["order_rule"] and "placed last" in " ".join(tl["ordering_notes"])
+
+
+def test_most_complete_key_wins_when_none_is_complete():
+    f = frame(study_date=["2020-05-01", None, None, None], offset=[None, 4.0, 2.0, 9.0])
+    order, key, _, notes = order_studies(f)
+    assert key == "offset" and order.tolist()[:3] == [2, 1, 3] and order.tolist()[3] == 0
+    assert any("1 image(s) without an offset" in n for n in notes)

@@ -227,13 +227,12 @@ def timeline_cmd(
     if as_json:
         print_json(result)
         return
-    typer.echo(f"patient {result['patient_id']}: {result['n_studies']} studies, ordered by {result['ordered_by']}")
-    for note in result["ordering_notes"]:
-        typer.echo(f"  note: {note}")
+    typer.echo(f"patient {result['patient_id']}: {result['n_studies']} studies, {result['order_rule']}")
     for s in result["studies"]:
         probs = ", ".join(f"{c} {v:.3f}" for c, v in s["probabilities"].items())
         ns = f"  similar severe {s['neighbour_severity']:.2f}" if s.get("neighbour_severity") is not None else ""
-        typer.echo(f"  #{s['study']:<3d} {s['order_value']!s:>12s}  severity {s['severity']:.3f}{ns}  [{probs}]")
+        when = s["order_value"] if s["order_value"] is not None else s["order_basis"]
+        typer.echo(f"  #{s['study']:<3d} {when!s:>12s}  severity {s['severity']:.3f}{ns}  [{probs}]")
     drift = "n/a" if result["drift"] is None else f"{result['drift']:+.3f}"
     typer.echo(f"verdict: {result['verdict']} (drift {drift})")
     typer.echo(f"severity: {result['severity_rule']}")

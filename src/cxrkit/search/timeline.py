@@ -56,18 +56,53 @@ def _natural_key(name: str) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
-def order_studies(frame: pd.DataFrame) -> tuple[np.ndarray, str, list[Any], list[str]]:
-    """Order one patient's images in time.
+# A file name that says the image came before the others ('...-prior.jpg', 'baseline'): placed first
+# when it has no date or offset, instead of last by name.
+_BEFORE_WORDS = re.compile(r"(?:^|[^a-z])(prior|previous|baseline|before|pre|initial|admission)(?:[^a-z]|$)")
+KEY_NAMES = {"study_date": "study date", "offset": "day offset", "follow_up": "follow-up number"}
+_WITHOUT = {"study_date": "a study date", "offset": "an offset", "follow_up": "a follow-up number"}
 
-    The keys present for every image are used in the order study_date, offset, follow_up, then the
-    file name breaks ties. A study date with fewer distinct values than the day offsets is coarser
-    than them and is left out, with a note, when the offsets vary but the dates do not, or every date is a
-    1 January (a year-only date such as the COVID collection's '2020', read as 2020-01-01).
+
+def _present_keys(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    present: dict[str, pd.Series] = {}
+    if "study_date" in frame.columns:
+        present["study_date"] = pd.to_datetime(frame["study_date"], errors="coerce")
+    for col in ("offset", "follow_up"):
+        if col in frame.columns:
+            present[col] = pd.to_numeric(frame[col], errors="coerce")
+    return {k: v for k, v in present.items() if v.notna().any()}
+
+
+def _drop_coarse_date(present: dict[str, pd.Series], notes: list[str]) -> None:
+    """A study date coarser than the day offsets (one date, or year-only 1 January dates) gives way to them."""
+    if "study_date" not in present or "offset" not in present:
+        return
+    both = present["study_date"].notna() & present["offset"].notna()
+    dates, offsets = present["study_date"][both], present["offset"][both]
+    n_dates, n_offsets = dates.nunique(), offsets.nunique()
+    year_only = bool(((dates.dt.month == 1) & (dates.dt.day == 1)).all())
+    if n_offsets > 1 and (n_dates == 1 or year_only):
+        del present["study_date"]
+        notes.append(
+            f"study_date left out: {n_dates} distinct date(s){' (all 1 January: year-only)' if year_only else ''} "
+            f"for {n_offsets} distinct day offsets, so coarser than the offsets"
+        )
+
+
+def order_studies(frame: pd.DataFrame) -> tuple[np.ndarray, str, list[Any], list[str]]:
+    """Order one patient's images in time, using dates and offsets wherever they are present.
+
+    The main key is the first of study_date, offset, follow_up that every image has; when none is
+    complete, the one most images have. Other complete keys break ties, then the file name. A study
+    date coarser than the day offsets is left out (one date for all, or year-only 1 January dates such
+    as the COVID collection's '2020'). Images WITHOUT the main key are never dropped: one whose file name
+    says it came earlier ('prior', 'baseline', ...) goes first, any other last, by file name; a note says
+    which and why.
 
     Returns:
         (row positions in time order, the main key used (one of ``ORDER_KEYS``), per ordered row the
-        tuple of the ordering values (ISO date, day offset, follow-up number; the file name when no
-        key is present), notes on the choice).
+        tuple of the ordering values (ISO date, day offset, follow-up number; for an image without the
+        main key ``(None, file name)``; the file name when no key is present), notes on the choice).
     """
     n = len(frame)
     names = frame["path"].astype(str).map(lambda p: Path(p).name).tolist()
@@ -75,39 +110,59 @@ def order_studies(frame: pd.DataFrame) -> tuple[np.ndarray, str, list[Any], list
         return np.zeros(0, int), "file_name", [], []
     name_rank = np.empty(n, dtype=np.int64)
     name_rank[sorted(range(n), key=lambda i: _natural_key(names[i]))] = np.arange(n)
-    present: dict[str, pd.Series] = {}
-    if "study_date" in frame.columns:
-        present["study_date"] = pd.to_datetime(frame["study_date"], errors="coerce")
-    for col in ("offset", "follow_up"):
-        if col in frame.columns:
-            present[col] = pd.to_numeric(frame[col], errors="coerce")
-    keys = [k for k, v in present.items() if v.notna().all()]
     notes: list[str] = []
-    if "study_date" in keys and "offset" in keys:
-        dates = present["study_date"]
-        n_dates, n_offsets = dates.nunique(), present["offset"].nunique()
-        year_only = bool(((dates.dt.month == 1) & (dates.dt.day == 1)).all())
-        if n_offsets > 1 and (n_dates == 1 or year_only):
-            keys.remove("study_date")
-            notes.append(
-                f"study_date left out: {n_dates} distinct date(s){' (all 1 January: year-only)' if year_only else ''} "
-                f"for {n_offsets} distinct day offsets, so coarser than the offsets"
-            )
-    if not keys:
+    present = _present_keys(frame)
+    _drop_coarse_date(present, notes)
+    if not present:
         order = np.argsort(name_rank, kind="stable")
         return order, "file_name", [(names[i],) for i in order], notes
+    main = max(present, key=lambda k: (int(present[k].notna().sum()), -ORDER_KEYS.index(k)))
+    ties = [k for k in present if k != main and present[k].notna().all()]
+    keys = [main, *ties]
+    has = present[main].notna().to_numpy()
+    before = np.array([bool(_BEFORE_WORDS.search(Path(nm).stem.lower())) for nm in names]) & ~has
+    # lexsort: last key is primary. Group: 0 = 'before' without key, 1 = with key, 2 = other without key.
+    group = np.where(has, 1, np.where(before, 0, 2))
     columns = [present[k].to_numpy() for k in keys]
-    order = np.lexsort((name_rank, *reversed(columns)))
+    # Rows without the main key are placed by ``group``; a filler keeps lexsort away from NaN/NaT.
+    filler = pd.Timestamp(0) if main == "study_date" else 0.0
+    main_col = present[main].fillna(filler).to_numpy()
+    order = np.lexsort((name_rank, *reversed(columns[1:]), main_col, group))
 
     def shown(key: str, v: Any) -> Any:
         if key == "study_date":
             return pd.Timestamp(v).date().isoformat()
         return float(v) if key == "offset" else int(v)
 
-    values = [tuple(shown(k, present[k].iat[i]) for k in keys) for i in order]
+    values = [tuple(shown(k, present[k].iat[i]) for k in keys) if has[i] else (None, names[i]) for i in order]
     if len(keys) > 1:
         notes.append(f"ordered by {keys[0]}, ties broken by {', '.join(keys[1:])}, then file name")
-    return order, keys[0], values, notes
+    missing = int((~has).sum())
+    if missing:
+        n_before = int(before.sum())
+        parts = []
+        if n_before:
+            found = (_BEFORE_WORDS.search(Path(nm).stem.lower()) for nm in np.asarray(names)[before])
+            words = sorted({m.group(1) for m in found if m})
+            parts.append(f"{n_before} placed first (the file name says {', '.join(repr(w) for w in words)})")
+        if missing - n_before:
+            parts.append(f"{missing - n_before} placed last, in file-name order")
+        notes.append(f"{missing} image(s) without {_WITHOUT[main]}: " + "; ".join(parts))
+    return order, main, values, notes
+
+
+def _missing_basis(key: str, name: str) -> str:
+    short = _WITHOUT[key].split(" ", 1)[1]
+    m = _BEFORE_WORDS.search(Path(name).stem.lower())
+    return f"file name says {m.group(1)!r} (no {short})" if m else f"file name (no {short})"
+
+
+def order_rule(key: str, notes: list[str]) -> str:
+    """One sentence saying how a timeline was ordered (shown by the CLI, kept in the JSON)."""
+    if key == "file_name":
+        return "ordered by file name (natural order): no image has a study date, day offset or follow-up number"
+    rule = f"ordered by {KEY_NAMES[key]} where present"
+    return rule + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _normal_column(space: LabelSpace) -> int | None:
@@ -196,9 +251,11 @@ def build_timeline(
     sev = severity_from_probs(space, probs)
     studies: list[dict[str, Any]] = []
     for pos, value in zip(order, values, strict=True):
-        same = key != "file_name" and studies and studies[-1]["_key"] == value
+        # Images without the key are a study each: nothing says they were taken together.
+        same = key != "file_name" and value[0] is not None and studies and studies[-1]["_key"] == value
         if not same:
-            studies.append({"order_value": value[0], "_key": value, "_rows": []})
+            basis = key if value[0] is not None or key == "file_name" else _missing_basis(key, value[1])
+            studies.append({"order_value": value[0], "order_basis": basis, "_key": value, "_rows": []})
         studies[-1]["_rows"].append(int(pos))
     for i, st in enumerate(studies):
         r = st.pop("_rows")
@@ -219,6 +276,7 @@ def build_timeline(
         "patient_id": None if pd.isna(pid) else str(pid),
         "source": None if pd.isna(sub["source"].iat[0]) else str(sub["source"].iat[0]),
         "ordered_by": key,
+        "order_rule": order_rule(key, notes),
         "ordering_notes": notes,
         "n_images": len(rows),
         "n_studies": len(studies),
@@ -340,7 +398,10 @@ def timeline_plot(timeline: dict[str, Any], out_png: str | Path) -> Path:
     if not studies:
         raise ConfigError("The timeline has no studies to plot.")
     key = timeline["ordered_by"]
-    if key == "study_date":
+    if any(s["order_value"] is None for s in studies):  # some studies lack the key: plot by study number
+        x = [s["study"] for s in studies]
+        xlabel = f"study (ordered by {KEY_NAMES.get(key, key)} where present; see the notes)"
+    elif key == "study_date":
         x = [pd.Timestamp(s["order_value"]).to_pydatetime() for s in studies]
         xlabel = "study date"
     elif key in ("offset", "follow_up"):
@@ -391,7 +452,11 @@ def timeline_plot(timeline: dict[str, Any], out_png: str | Path) -> Path:
         usetex=False,
     )
     ax.grid(alpha=0.3)
-    if key == "study_date":
+    if isinstance(x[0], int):  # study numbers: whole ticks only
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    elif key == "study_date":
         fig.autofmt_xdate()
     fig.tight_layout()
     out_png = Path(out_png)
