@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cxrkit.data import assign_splits, leaking_patients, load_dataset, summarize
@@ -62,3 +63,39 @@ def test_no_patient_overlap_across_splits(shared_data, folder):
     groups = {s: set(t.split(s).frame["patient_id"]) for s in ("train", "val", "test")}
     assert not groups["train"] & groups["val"] and not groups["train"] & groups["test"]
     assert not groups["val"] & groups["test"]
+
+
+def test_covid19_radiography_db_counts(shared_data):
+    t = load_dataset(shared_data / "covid19-radiography-db")
+    s = summarize(t, size_sample=5)
+    assert s["class_counts"] == {"NORMAL": 2000, "COVID-19": 2557}
+    assert s["n_patients"] is None and s["image_sizes"]["most_common"] == {"224x224": 5}
+    assert s["sources"] == {"covid19-radiography-db/COVID": 2557, "covid19-radiography-db/Normal": 2000}
+
+
+def test_nih_256_counts_and_demographics(shared_data):
+    t = load_dataset(shared_data / "nih-chestxray14-256")
+    s = summarize(t, size_sample=5)
+    assert s["n_images"] == 759 and s["n_patients"] == 510
+    assert s["class_counts"]["Pneumonia"] == 368
+    assert int((t.labels.sum(axis=1) == 0).sum()) == 391  # No Finding
+    assert t.frame["sex"].notna().all() and t.frame["view"].isin(["PA", "AP"]).all()
+    assert set(t.frame["age_group"].dropna()) <= {"child", "adult", "older"}
+
+
+def test_every_source_harmonised_and_left_out_in_turn(shared_data):
+    from cxrkit.data import VOCABULARY, load_datasets, source_folds
+
+    names = ["kaggle-pneumonia/train", "covid-chestxray", "nih-chestxray14-256", "covid19-radiography-db"]
+    t = load_datasets([str(shared_data / n) for n in names], harmonise=True)
+    assert t.classes == VOCABULARY and len(t) == 5216 + 523 + 759 + 4557
+    folds = {f.held_out: f for f in source_folds(t)}
+    assert sorted(folds) == [
+        "covid-chestxray",
+        "covid19-radiography-db/COVID",
+        "covid19-radiography-db/Normal",
+        "kaggle-pneumonia",
+        "nih-chestxray14",
+    ]
+    covid = t.labels[:, t.label_space.index("COVID-19")]
+    assert int((covid == 1).sum()) == 2557 + 427 and int(np.isnan(covid).sum()) == 0

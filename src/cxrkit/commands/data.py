@@ -16,9 +16,16 @@ PathsArg = Annotated[
     typer.Argument(help="Dataset roots, CSVs, NPZs or manifests; PATH::A,B keeps only classes A and B of PATH."),
 ]
 FormatOpt = Annotated[
-    str | None, typer.Option("--format", "-f", help="folder | nih | covid | medmnist | csv (default: detect).")
+    str | None,
+    typer.Option("--format", "-f", help="folder | nih | covid | radiography | medmnist | csv (default: detect)."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
+HarmoniseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--harmonise", help="Relabel every dataset to one multi-label vocabulary (NaN where a source does not label)."
+    ),
+]
 
 
 def _print_summary(s: dict) -> None:
@@ -34,6 +41,9 @@ def _print_summary(s: dict) -> None:
     console.print(table)
     console.print("views: " + ", ".join(f"{k} {v}" for k, v in s["views"].items()))
     console.print("sources: " + ", ".join(f"{k} {v}" for k, v in s["sources"].items()))
+    for key in ("age_groups", "sexes"):
+        if s.get(key):
+            console.print(f"{key.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in s[key].items()))
     sz = s["image_sizes"]
     if sz.get("n_read"):
         console.print(
@@ -54,13 +64,14 @@ def summary_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     out: Annotated[Path | None, typer.Option(help="Write class_counts.png and samples.png here.")] = None,
     size_sample: Annotated[int, typer.Option(help="Images whose size is read (0 = all).")] = 2000,
+    harmonise: HarmoniseOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Images, patients, counts per class x split, views, sources, image sizes."""
     from cxrkit.data import load_datasets, summarize
 
     setup_logging(quiet or as_json)
-    table = load_datasets(paths, format=format)
+    table = load_datasets(paths, format=format, harmonise=harmonise)
     result = summarize(table, size_sample=size_sample or None)
     if out is not None:
         from cxrkit.core.files import atomic_write_text
@@ -91,6 +102,7 @@ def split_cmd(
     ] = False,
     per_class: Annotated[int | None, typer.Option(help="Undersample to at most N images per class.")] = None,
     format: FormatOpt = None,
+    harmonise: HarmoniseOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the split counts as JSON.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -99,7 +111,7 @@ def split_cmd(
     from cxrkit.data.splits import split_counts
 
     setup_logging(quiet or as_json)
-    table = load_datasets(paths, format=format)
+    table = load_datasets(paths, format=format, harmonise=harmonise)
     if per_class:
         table = undersample(table, per_class, seed=seed)
     if keep_existing and table.frame["split"].notna().all():

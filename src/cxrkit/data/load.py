@@ -16,12 +16,13 @@ from cxrkit.data.adapters.csv_generic import CsvAdapter
 from cxrkit.data.adapters.folder import FolderAdapter
 from cxrkit.data.adapters.medmnist import MedMnistAdapter
 from cxrkit.data.adapters.nih import NihAdapter
+from cxrkit.data.adapters.radiography_db import RadiographyDbAdapter
 from cxrkit.data.table import CxrTable
 
 log = logging.getLogger(__name__)
 
 # Order matters: the specific layouts are tried before the generic ones.
-ADAPTERS = (CovidAdapter(), NihAdapter(), MedMnistAdapter(), CsvAdapter(), FolderAdapter())
+ADAPTERS = (CovidAdapter(), NihAdapter(), MedMnistAdapter(), CsvAdapter(), RadiographyDbAdapter(), FolderAdapter())
 FORMATS = {a.name: a for a in ADAPTERS}
 CLASS_SELECT_SEP = "::"
 
@@ -72,10 +73,20 @@ def load_dataset(spec: str | Path, format: str | None = None, **options) -> CxrT
     return table
 
 
-def load_datasets(specs: Sequence[str | Path], format: str | None = None, **options) -> CxrTable:
-    """Load and combine several datasets (see ``combine``)."""
+def load_datasets(
+    specs: Sequence[str | Path], format: str | None = None, harmonise: bool = False, **options
+) -> CxrTable:
+    """Load and combine several datasets (see ``combine``).
+
+    ``harmonise=True`` relabels each one to the shared multi-label vocabulary first (see
+    :mod:`cxrkit.data.harmonise`): NaN where a source does not label a finding.
+    """
     if not specs:
         raise DataFormatError("No dataset given.")
+    if harmonise:
+        from cxrkit.data.harmonise import load_harmonised
+
+        return load_harmonised([str(s) for s in specs], format=format, **options)
     tables = [load_dataset(s, format=format, **options) for s in specs]
     return tables[0] if len(tables) == 1 else combine(tables)
 

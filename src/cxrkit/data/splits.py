@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from cxrkit.core.errors import ConfigError, LeakageError
+from cxrkit.core.errors import ConfigError, DataFormatError, LeakageError
 from cxrkit.data.table import SPLITS, CxrTable
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,46 @@ def patient_kfold(table: CxrTable, k: int = 5, seed: int = 0) -> Iterator[tuple[
         raise ConfigError(f"k must be at least 2, got {k}.")
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     yield from splitter.split(np.zeros(len(table)), _strata(table), table.group_ids())
+
+
+@dataclass(frozen=True)
+class SourceFold:
+    """One leave-source-out fold: train on every other source, validate on ``held_out``."""
+
+    held_out: str
+    train_index: np.ndarray  # row positions in the table
+    val_index: np.ndarray
+
+
+def source_folds(table: CxrTable, column: str = "source") -> list[SourceFold]:
+    """One fold per value of ``column`` (sorted): that source's rows validate, all other sources train.
+
+    No source is on both sides of a fold. Rows whose ``column`` is NA belong to no fold (a warning counts
+    them). Harmonised tables (:func:`cxrkit.data.harmonise.harmonise`) name copies of a source after it, so
+    e.g. PneumoniaMNIST and the Kaggle set are one source.
+
+    Raises:
+        DataFormatError: ``column`` is missing or holds fewer than 2 sources.
+    """
+    if column not in table.frame.columns:
+        raise DataFormatError(f"The table has no {column!r} column; leave-source-out folds need one per row.")
+    values = table.frame[column].astype("string")
+    sources = sorted(values.dropna().unique())
+    if len(sources) < 2:
+        raise DataFormatError(
+            f"Leave-source-out validation needs at least 2 sources in column {column!r}, found "
+            f"{sources or 'none'}. Add data from another hospital or collection, or validate by patient instead."
+        )
+    n_unknown = int(values.isna().sum())
+    if n_unknown:
+        log.warning("%d rows have no %s and are left out of every leave-source-out fold.", n_unknown, column)
+    codes = values.to_numpy(dtype=object, na_value=None)
+    known = values.notna().to_numpy()
+    folds = []
+    for source in sources:
+        held = known & (codes == source)
+        folds.append(SourceFold(source, np.flatnonzero(known & ~held), np.flatnonzero(held)))
+    return folds
 
 
 def leaking_patients(table: CxrTable) -> list[str]:

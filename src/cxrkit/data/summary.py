@@ -51,7 +51,7 @@ def summarize(table: CxrTable, size_sample: int | None = 2000) -> dict:
 
     Keys: n_images, n_patients (None where the source has no patient IDs), n_images_without_patient,
     task, classes, class_counts (class -> images with that label), unknown_label_counts, split_counts
-    (split -> class -> images), views, sources, image_sizes, leaking_patients, notes.
+    (split -> class -> images), views, sources, age_groups, sexes (empty where the source has none), image_sizes, leaking_patients, notes.
     """
     frame = table.frame
     has_pid = frame["patient_id"].notna()
@@ -71,6 +71,8 @@ def summarize(table: CxrTable, size_sample: int | None = 2000) -> dict:
         "split_counts": split_counts(table),
         "views": _counts(frame["view"]),
         "sources": _counts(frame["source"]),
+        "age_groups": _counts(frame["age_group"]) if "age_group" in frame else {},
+        "sexes": _counts(frame["sex"]) if "sex" in frame else {},
         "image_sizes": image_size_stats(table, size_sample),
         "leaking_patients": len(leaking_patients(table)),
         "notes": list(table.notes),

@@ -9,6 +9,7 @@ import numpy as np
 from cxrkit.core.errors import ConfigError
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.data import assign_splits, check_no_leakage, load_datasets, undersample
+from cxrkit.data.harmonise import drop_unlabelled_findings
 from cxrkit.data.table import CxrTable
 from cxrkit.training.recipe import DataSpec
 
@@ -22,10 +23,12 @@ def prepare_table(spec: DataSpec) -> CxrTable:
         options["views"] = tuple(spec.views)
     if spec.task is not None:
         options["task"] = spec.task
-    table = load_datasets(spec.sources, format=spec.format, **options)
+    if spec.harmonise:
+        options["covid_is_pneumonia"] = spec.covid_is_pneumonia
+    table = load_datasets(spec.sources, format=spec.format, harmonise=spec.harmonise, **options)
     if not len(table.classes):
         raise ConfigError(f"The data {spec.sources} has no labels; training needs a labelled dataset.")
-    table = drop_empty_classes(table)
+    table = drop_unlabelled_findings(table) if spec.harmonise else drop_empty_classes(table)
     if spec.per_class:
         table = undersample(table, spec.per_class, seed=spec.seed)
     has_splits = table.frame["split"].isin(["train", "val"]).all() and (table.frame["split"] == "val").any()

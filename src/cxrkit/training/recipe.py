@@ -24,6 +24,8 @@ class DataSpec:
     keep_existing_splits: bool = False  # trust the source's train/val(/test) columns or folders
     per_class: int | None = None  # undersample to N images per class before splitting
     balance: str = "weights"  # weights | sampler | none
+    harmonise: bool = False  # relabel every source to one multi-label vocabulary (cxrkit.data.harmonise)
+    covid_is_pneumonia: bool = True  # harmonised: COVID-19 positive rows are Pneumonia positive too
 
 
 @dataclass

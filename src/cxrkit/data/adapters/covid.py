@@ -11,6 +11,7 @@ import pandas as pd
 from cxrkit.core.errors import DataFormatError
 from cxrkit.core.task import LabelSpace
 from cxrkit.data.adapters.base import Rows, one_hot
+from cxrkit.data.demographics import age_group, parse_age, parse_sex
 from cxrkit.data.table import CxrTable
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,8 @@ class CovidAdapter:
                 view=rec.get("view") or None,
                 finding=rec["finding"],
                 license=rec.get("license") or None,
+                age=rec.get("age") or None,
+                sex=rec.get("sex") or None,
                 source=options.get("source") or "covid-chestxray",
             )
         if missing:
@@ -131,4 +134,8 @@ class CovidAdapter:
             raise DataFormatError(f"{meta}: no usable rows remain ({'; '.join(notes)}).")
         for n in notes:
             log.debug("covid-chestxray: %s", n)
-        return rows.to_table(space, notes)
+        table = rows.to_table(space, notes)
+        table.frame["age"] = parse_age(table.frame["age"])
+        table.frame["age_group"] = age_group(table.frame["age"])
+        table.frame["sex"] = parse_sex(table.frame["sex"])
+        return table

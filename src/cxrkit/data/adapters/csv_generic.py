@@ -20,7 +20,9 @@ from cxrkit.data.table import COLUMNS, CxrTable
 PATH_COLUMNS = ("path", "filename", "file", "image", "image_path", "Image Index")
 PATIENT_COLUMNS = ("patient_id", "patientid", "Patient ID", "patient")
 TEXT_LABEL_COLUMNS = ("labels", "label", "finding", "findings", "Finding Labels", "class")
-META_COLUMNS = {"study_date", "date", "offset", "view", "View Position", "split", "source", "follow_up", "license"}
+# Extra columns adapters keep (demographics, provenance); a manifest carries them back.
+EXTRA_COLUMNS = ("follow_up", "license", "finding", "age", "age_group", "sex", "dataset", "pre_covid", "mask_path")
+META_COLUMNS = {"study_date", "date", "offset", "view", "View Position", "split", "source", *EXTRA_COLUMNS}
 LABEL_PREFIX = "label:"
 
 
@@ -134,7 +136,7 @@ def _frame(df: pd.DataFrame, csv_path: Path, path_col: str) -> pd.DataFrame:
         frame["study_date"] = df["date"]
     if "view" not in df.columns and "View Position" in df.columns:
         frame["view"] = df["View Position"]
-    for extra in ("follow_up", "license", "finding"):
+    for extra in EXTRA_COLUMNS:
         if extra in df.columns:
             frame[extra] = df[extra]
     if "split" in frame.columns:

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from cxrkit.core.errors import DataFormatError
 from cxrkit.core.task import LabelSpace, TaskType
@@ -32,6 +33,14 @@ def kaggle_patient(filename: str) -> str | None:
         if m:
             return m.group(1)
     return None
+
+
+def mark_kermany(table: CxrTable) -> None:
+    """Rows whose file names follow Kermany's scheme are of children (1-5 years) imaged before 2018."""
+    kermany = table.frame["patient_id"].notna()
+    if kermany.any():
+        table.frame["age_group"] = pd.Series(pd.NA, index=table.frame.index, dtype="string").mask(kermany, "child")
+        table.frame["pre_covid"] = kermany.where(kermany, pd.NA).astype("boolean")
 
 
 def _images(folder: Path) -> list[Path]:
@@ -78,6 +87,7 @@ class FolderAdapter:
                     target, path=str(img.resolve()), patient_id=kaggle_patient(img.name), split=split, source=source
                 )
         table = rows.to_table(space)
+        mark_kermany(table)
         if not table.has_patients:
             table.notes.append(warn_no_patients(source))
         elif table.frame["patient_id"].isna().any():
@@ -94,5 +104,6 @@ class FolderAdapter:
             rows.add([], path=str(img.resolve()), patient_id=kaggle_patient(img.name), source=source)
         space = LabelSpace(TaskType.MULTILABEL, ())
         table = rows.to_table(space, [f"{source}: a flat folder, loaded unlabelled"])
+        mark_kermany(table)
         table.labels = np.zeros((len(images), 0), np.float32)
         return table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,18 @@ KNOWN_CLASSES = {
     ),
 }  # fmt: skip
 SPLITS = {"train": "train", "val": "val", "test": "test"}
+# MedMNIST v2 names its files 'pneumoniamnist.npz'; MedMNIST+ adds the size ('pneumoniamnist_224.npz'), and
+# users split files ('pneumoniamnist_test.npz'): the dataset is the name up to 'mnist'.
+_DATASET = re.compile(r"^([a-z0-9]*mnist)", re.IGNORECASE)
+# MedMNIST sets derived from pre-2020 collections: Kermany's pediatric set and NIH ChestX-ray14.
+_PRE_COVID = {"pneumoniamnist", "chestmnist"}
+_CHILDREN = {"pneumoniamnist"}
+
+
+def dataset_name(path: Path) -> str:
+    """'pneumoniamnist' for pneumoniamnist.npz, pneumoniamnist_64.npz, pneumoniamnist_test.npz ..."""
+    m = _DATASET.match(path.stem)
+    return m.group(1).lower() if m else path.stem.lower()
 
 
 class MedMnistAdapter:
@@ -44,7 +57,7 @@ class MedMnistAdapter:
                     raise DataFormatError(f"{path}: {s}_images has no {s}_labels array beside it.")
             labels = {s: np.asarray(data[f"{s}_labels"]) for s in present}
         multilabel = any(lab.ndim == 2 and lab.shape[1] > 1 for lab in labels.values())
-        stem = path.stem.lower()
+        stem = dataset_name(path)
         if multilabel:
             width = next(iter(labels.values())).shape[1]
             classes = KNOWN_CLASSES.get(stem, tuple(f"label_{i}" for i in range(width)))
@@ -67,4 +80,9 @@ class MedMnistAdapter:
                     target = np.zeros(len(space.classes), np.float32)
                     target[space.index(classes[int(np.ravel(lab)[0])])] = 1.0
                 rows.add(target, path=npz_ref(path.resolve(), f"{split}_images", i), split=SPLITS[split], source=source)
-        return rows.to_table(space, [warn_no_patients(source)])
+        table = rows.to_table(space, [warn_no_patients(source)])
+        if stem in _CHILDREN:
+            table.frame["age_group"] = "child"  # Kermany et al.: pediatric patients, 1-5 years
+        if stem in _PRE_COVID:
+            table.frame["pre_covid"] = True
+        return table
