@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
 
 from cxrkit.core.errors import ConfigError
 from cxrkit.core.preprocess import Preprocessing
+from cxrkit.data.augment import Augmentation
+
+__all__ = ["Augmentation", "ImageTransform", "resize"]
 
 
 def resize(img: torch.Tensor, size: int, policy: str = "squash") -> torch.Tensor:
@@ -35,64 +35,23 @@ def resize(img: torch.Tensor, size: int, policy: str = "squash") -> torch.Tensor
     raise ConfigError(f"Unknown resize policy {policy!r}; valid: squash, letterbox.")
 
 
-@dataclass(frozen=True)
-class Augmentation:
-    """Training-time augmentation, applied to the [0,1] image after resizing.
-
-    Defaults are mild: CXRs are acquired in a standard position, so large rotations or crops teach
-    nothing real. ``hflip`` defaults to 0.5 as in the classic tutorials; set 0 to respect laterality.
-    """
-
-    hflip: float = 0.5
-    rotation: float = 10.0  # degrees, +/-
-    zoom: float = 0.1  # scale in [1 - zoom, 1 + zoom]
-    shift: float = 0.05  # fraction of the side
-    brightness: float = 0.1
-    contrast: float = 0.1
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.hflip <= 1:
-            raise ConfigError(f"hflip is a probability in [0, 1], got {self.hflip}.")
-        for name in ("zoom", "shift", "brightness", "contrast"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def build(self) -> v2.Compose:
-        steps: list = []
-        if self.hflip:
-            steps.append(v2.RandomHorizontalFlip(self.hflip))
-        if self.rotation or self.zoom or self.shift:
-            steps.append(
-                v2.RandomAffine(
-                    degrees=self.rotation,
-                    translate=(self.shift, self.shift) if self.shift else None,
-                    scale=(1 - self.zoom, 1 + self.zoom) if self.zoom else None,
-                    interpolation=v2.InterpolationMode.BILINEAR,
-                )
-            )
-        if self.brightness or self.contrast:
-            steps.append(v2.ColorJitter(brightness=self.brightness, contrast=self.contrast))
-        return v2.Compose(steps)
-
-
-NO_AUGMENTATION = Augmentation(hflip=0, rotation=0, zoom=0, shift=0, brightness=0, contrast=0)
-
-
 class ImageTransform:
-    """Callable turning a float32 (H, W) array in [0,1] into a normalised (in_chans, S, S) tensor."""
+    """Callable turning a float32 (H, W) array in [0,1] into a normalised (in_chans, S, S) tensor.
+
+    With an ``augmentation`` the image is augmented here, per image (``augment.on: workers``); training
+    with ``augment.on: device`` leaves this out and augments whole batches with ``BatchAugment``.
+    """
 
     def __init__(self, prep: Preprocessing, augmentation: Augmentation | None = None):
         self.prep = prep
-        self.augment = augmentation.build() if augmentation else None
+        self.augment = augmentation.build() if augmentation is not None and augmentation.enabled else None
 
     def __call__(self, img: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None]
         x = resize(x, self.prep.image_size, self.prep.resize)
         if self.augment is not None:
-            x = self.augment(x).clamp_(0.0, 1.0)
+            with torch.no_grad():
+                x = self.augment(x[None])[0]
         x = (x - self.prep.mean) / self.prep.std
         if self.prep.in_chans == 3:
             x = x.expand(3, -1, -1).contiguous()

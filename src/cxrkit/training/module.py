@@ -52,9 +52,11 @@ class CxrClassifier(L.LightningModule):
         label_space: LabelSpace,
         train: TrainSpec,
         class_weights: np.ndarray | None = None,
+        augment: torch.nn.Module | None = None,
     ):
         super().__init__()
         self.model = model
+        self.augment = augment  # BatchAugment: per batch on the training device (augment.on: device)
         self.label_space = label_space
         self.spec = train
         weights = torch.as_tensor(class_weights) if class_weights is not None else None
@@ -126,6 +128,9 @@ class CxrClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
+        if self.augment is not None:
+            with torch.no_grad():
+                x = self.augment(x)
         logits = self(self._prepare(x))
         loss = self.loss_fn(logits, y)
         probs = logits_to_proba(logits.detach(), self.label_space).cpu().numpy()

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from cxrkit.core.errors import ConfigError
+from cxrkit.data.augment import Augmentation
 
 
 @dataclass
@@ -38,17 +39,6 @@ class ModelSpec:
     features: str = "pixels"  # classical baselines: pixels | embeddings
     k: int = 15  # KNN neighbours
     embed_arch: str = "efficientnet_lite0"  # classical baselines on embeddings
-
-
-@dataclass
-class AugmentSpec:
-    enabled: bool = True
-    hflip: float = 0.5
-    rotation: float = 10.0
-    zoom: float = 0.1
-    shift: float = 0.05
-    brightness: float = 0.1
-    contrast: float = 0.1
 
 
 @dataclass
@@ -89,7 +79,7 @@ class Recipe:
     out: str = "runs/{name}"
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
-    augment: AugmentSpec = field(default_factory=AugmentSpec)
+    augment: Augmentation = field(default_factory=Augmentation)  # the one spec, in cxrkit.data.augment
     train: TrainSpec = field(default_factory=TrainSpec)
     threshold: ThresholdSpec = field(default_factory=ThresholdSpec)
     license: str = "See the training data's license."

@@ -18,8 +18,8 @@ import torch
 from cxrkit.core.files import atomic_write_text
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.data import class_weights
+from cxrkit.data.augment import Augmentation, BatchAugment
 from cxrkit.data.table import CxrTable
-from cxrkit.data.transforms import Augmentation
 from cxrkit.evaluation import choose_thresholds, evaluate_predictions, learning_curve_plot, write_report
 from cxrkit.models import create_model, get_model_info, save_bundle
 from cxrkit.models.inference import predict_proba
@@ -42,10 +42,7 @@ def preprocessing_for(recipe: Recipe) -> Preprocessing:
 
 
 def augmentation_for(recipe: Recipe) -> Augmentation | None:
-    a = recipe.augment
-    if not a.enabled:
-        return None
-    return Augmentation(a.hflip, a.rotation, a.zoom, a.shift, a.brightness, a.contrast)
+    return recipe.augment if recipe.augment.enabled else None
 
 
 def train_from_recipe(
@@ -84,12 +81,16 @@ def train_from_recipe(
     if recipe.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     weights = class_weights(train) if recipe.data.balance == "weights" else None
-    module = CxrClassifier(model, table.label_space, recipe.train, weights)
+    aug = augmentation_for(recipe)
+    on_device = aug is not None and aug.on == "device"
+    module = CxrClassifier(
+        model, table.label_space, recipe.train, weights, augment=BatchAugment(aug, prep) if on_device else None
+    )
     dm = CxrDataModule(
         train,
         val,
         prep,
-        augmentation_for(recipe),
+        None if on_device else aug,
         batch_size=recipe.train.batch_size,
         num_workers=recipe.train.num_workers,
         balanced_sampler=recipe.data.balance == "sampler",
