@@ -13,9 +13,14 @@ from cxrkit.cli import print_json, setup_logging
 def explain_cmd(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders (PNG, JPEG, DICOM).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <stem>_cam.png, _cam.npy, _boxes.json.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="A shipped bundle name or a bundle folder.")] = (
-        "pneumonia"
-    ),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A bundle name or folder (default: $CXRKIT_DEFAULT_MODEL, else 'all', else 'pneumonia').",
+        ),
+    ] = None,
     method: Annotated[
         str, typer.Option(help="gradcam, gradcam++, hirescam, scorecam, eigencam, layercam or xgradcam.")
     ] = "gradcam",
@@ -35,13 +40,14 @@ def explain_cmd(
     --boxes the pointing-game hit rate and IoU against ground-truth boxes."""
     from cxrkit.explain import explain_files, read_nih_boxes
     from cxrkit.explain.cam import normalise_method
+    from cxrkit.models.bundle import default_bundle
     from cxrkit.serving.predictor import Predictor, expand_images
 
     setup_logging(quiet or as_json)
     method = normalise_method(method)
     paths = expand_images(images)
     gt = read_nih_boxes(boxes) if boxes is not None else None
-    predictor = Predictor.load(model)
+    predictor = Predictor.load(model or default_bundle())
     if target is not None:
         from cxrkit.explain.cam import resolve_target
 

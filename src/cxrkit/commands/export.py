@@ -13,17 +13,23 @@ from cxrkit.cli import print_json, setup_logging
 def export_cmd(
     onnx: Annotated[Path, typer.Option("--onnx", help="Where to write the .onnx file.")],
     model: Annotated[
-        str, typer.Option("--model", "-m", help="A shipped bundle name or a bundle folder.")
-    ] = "pneumonia",
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A bundle name or folder (default: $CXRKIT_DEFAULT_MODEL, else 'all', else 'pneumonia').",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
 ) -> None:
     """Export a model to ONNX (outputs: logits, embedding), checked against PyTorch within 1e-4."""
     from cxrkit.models import load_bundle, resolve_bundle
+    from cxrkit.models.bundle import default_bundle
     from cxrkit.models.onnx_export import export_onnx
 
     setup_logging(quiet or as_json)
-    result = export_onnx(load_bundle(resolve_bundle(model)), onnx)
+    result = export_onnx(load_bundle(resolve_bundle(model or default_bundle())), onnx)
     if as_json:
         print_json(result)
     else:

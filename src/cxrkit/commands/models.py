@@ -13,6 +13,12 @@ models_app = typer.Typer(no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="A shipped bundle name or a bundle folder.")]
+DefaultModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", help="A bundle name or folder (default: $CXRKIT_DEFAULT_MODEL, else 'all', else 'pneumonia')."
+    ),
+]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Exit with status 1 when any image could not be read (default: skip it, warn).")
 ]
@@ -36,14 +42,23 @@ def list_cmd(pattern: Annotated[str, typer.Argument()] = "*", as_json: JsonOpt =
         {"name": n, "family": get_model_info(n).family, "weights": get_model_info(n).weights_source}
         for n in list_models(pattern)
     ]
+    from cxrkit.core.errors import CxrkitError
+    from cxrkit.models.bundle import default_bundle
+
     bundles = list_bundles()
+    try:
+        default: str | None = default_bundle()
+    except CxrkitError:
+        default = None
     if as_json:
-        print_json({"architectures": archs, "bundles": bundles})
+        print_json({"architectures": archs, "bundles": bundles, "default": default})
         return
     typer.echo("architectures:")
     for a in archs:
         typer.echo(f"  {a['name']:20s} {a['family']:12s} {a['weights']}")
     typer.echo("trained bundles: " + (", ".join(bundles) if bundles else "(none yet: see recipes/)"))
+    if default:
+        typer.echo(f"default model: {default} (set CXRKIT_DEFAULT_MODEL to change it)")
 
 
 def train_cmd(
@@ -84,7 +99,7 @@ def train_cmd(
 
 def predict_cmd(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders (PNG, JPEG, DICOM).")],
-    model: ModelOpt = "pneumonia",
+    model: DefaultModelOpt = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
     backend: BackendOpt = "torch",
     precision: PrecisionOpt = "auto",
@@ -93,11 +108,14 @@ def predict_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Ranked class probabilities and the findings above threshold, per image."""
+    from cxrkit.models.bundle import default_bundle
     from cxrkit.models.engine import InferenceOptions
     from cxrkit.serving.predictor import Predictor
 
     setup_logging(quiet or as_json)
-    predictor = Predictor.load(model, InferenceOptions(backend=backend, precision=precision, batch_size=batch_size))
+    predictor = Predictor.load(
+        model or default_bundle(), InferenceOptions(backend=backend, precision=precision, batch_size=batch_size)
+    )
     skipped: list[dict[str, str]] = []
     results = predictor.predict_paths(images, batch_size=batch_size, skipped=skipped)
     if as_json:
@@ -107,12 +125,14 @@ def predict_cmd(
             ranked = ", ".join(f"{c['class']} {c['probability']:.3f}" for c in r["ranked"])
             found = ", ".join(r["findings"]) or "none above threshold"
             typer.echo(f"{r['path']}: {found}  [{ranked}]")
+            for w in r["warnings"]:
+                typer.secho(f"  warning: {w}", fg=typer.colors.YELLOW, err=True)
     _report_skipped(skipped, strict, as_json)
 
 
 def evaluate_cmd(
     data: Annotated[list[str], typer.Argument(help="Dataset paths or a manifest (its 'test' split if it has one).")],
-    model: ModelOpt = "pneumonia",
+    model: DefaultModelOpt = None,
     split: Annotated[str | None, typer.Option(help="Evaluate only this split of a manifest (train/val/test).")] = None,
     label_map: Annotated[
         list[str] | None, typer.Option("--label-map", help="DATASET_CLASS=MODEL_CLASS (repeatable).")
@@ -127,12 +147,13 @@ def evaluate_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate a model on labelled data at its stored threshold(s), with bootstrap CIs."""
+    from cxrkit.models.bundle import default_bundle
     from cxrkit.models.engine import InferenceOptions
     from cxrkit.serving.evaluate import evaluate_model
 
     setup_logging(quiet or as_json)
     result = evaluate_model(
-        model,
+        model or default_bundle(),
         data,
         split=split,
         label_map=label_map or [],

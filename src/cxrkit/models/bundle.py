@@ -31,10 +31,11 @@ import cxrkit
 from cxrkit.core.errors import BundleError, ConfigError, CxrkitError, UnknownNameError
 from cxrkit.core.files import atomic_dir
 from cxrkit.core.preprocess import Preprocessing
-from cxrkit.core.settings import cxrkit_home
+from cxrkit.core.settings import DEFAULT_MODEL_ENV, cxrkit_home, default_model_setting
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.models.card import render_model_card
 from cxrkit.models.heads import logits_to_proba
+from cxrkit.models.intended import IntendedInput
 from cxrkit.models.registry import create_model, get_model_info
 
 WEIGHTS_FILE = "model.safetensors"
@@ -42,6 +43,9 @@ CONFIG_FILE = "config.json"
 CARD_FILE = "MODEL_CARD.md"
 FORMAT_VERSION = 1
 SHIPPED_DIR = Path(__file__).parent / "shipped"
+# The default model when $CXRKIT_DEFAULT_MODEL is unset, first one present wins: the multi-source 'all'
+# model, else the pneumonia model (frontal CXRs, the widest-tested binary call). Declared, never alphabetical.
+DEFAULT_BUNDLES = ("all", "pneumonia")
 _REQUIRED = ("architecture", "label_space", "preprocessing", "weights_sha256")
 
 
@@ -63,6 +67,7 @@ class Bundle:
     created: str
     fingerprint: str
     extra: dict[str, Any] = field(default_factory=dict)
+    intended_input: IntendedInput | None = None  # what images it was made for (uploads outside it warn)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -146,6 +151,7 @@ def save_bundle(
     license: str,
     extra: Mapping[str, Any] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
+    intended_input: IntendedInput | None = None,
 ) -> Path:
     """Write a bundle folder atomically (a reader never sees a half-written bundle).
 
@@ -161,6 +167,7 @@ def save_bundle(
         license: license of the training data / weights, as text.
         extra: anything else to keep in ``config.json`` (shown in the model card).
         model_kwargs: extra ``create_model`` kwargs (``image_size`` of the small CNNs is filled in).
+        intended_input: the images the model is made for (sizes; uploads outside them get a warning).
 
     Returns:
         The bundle path.
@@ -199,6 +206,8 @@ def save_bundle(
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "extra": dict(extra or {}),
     }
+    if intended_input is not None:
+        config["intended_input"] = intended_input.to_dict()
     with atomic_dir(out_dir) as tmp:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "architecture": arch})
         config["weights_sha256"] = sha256_file(tmp / WEIGHTS_FILE)
@@ -297,6 +306,7 @@ def load_bundle(path: str | Path) -> Bundle:
         created=str(config.get("created", "")),
         fingerprint=digest,
         extra=dict(config.get("extra") or {}),
+        intended_input=IntendedInput.from_dict(config.get("intended_input"), str(path / CONFIG_FILE)),
     )
 
 
@@ -336,3 +346,29 @@ def resolve_bundle(name_or_path: str | Path) -> Path:
         if (candidate / CONFIG_FILE).is_file():
             return candidate
     raise UnknownNameError("bundle", text, list_bundles())
+
+
+def default_bundle() -> str:
+    """The default model: ``$CXRKIT_DEFAULT_MODEL``, else the first of ``DEFAULT_BUNDLES`` that is installed.
+
+    Raises:
+        UnknownNameError: ``$CXRKIT_DEFAULT_MODEL`` names no bundle (the message names the variable).
+        BundleError: none of ``DEFAULT_BUNDLES`` is installed (the message says how to choose one).
+    """
+    declared = default_model_setting()
+    if declared is not None:
+        try:
+            resolve_bundle(declared)
+        except UnknownNameError as err:
+            raise UnknownNameError(f"bundle (from ${DEFAULT_MODEL_ENV})", declared, list_bundles()) from err
+        return declared
+    names = list_bundles()
+    for name in DEFAULT_BUNDLES:
+        if name in names:
+            return name
+    if len(names) == 1:
+        return names[0]
+    raise BundleError(
+        f"No default model: none of {list(DEFAULT_BUNDLES)} is installed (available: {names or 'none'}). "
+        f"Fix: pass --model NAME, or set {DEFAULT_MODEL_ENV}=NAME."
+    )

@@ -74,6 +74,17 @@ def _metrics_section(name: str, metrics: Mapping[str, object]) -> list[str]:
     return out
 
 
+def _intended_input_lines(intended: object) -> list[str]:
+    if not isinstance(intended, Mapping):
+        return []
+    lo, hi = intended.get("min_side"), intended.get("max_side")
+    sides = ", ".join(
+        t for t in (f"shorter side >= {lo} px" if lo else "", f"longer side <= {hi} px" if hi else "") if t
+    )
+    text = f"Intended input: {intended.get('description') or 'not described'}" + (f" ({sides})" if sides else "")
+    return [text + ". Images outside it are analysed with a warning.", ""]
+
+
 def render_model_card(config: Mapping[str, object]) -> str:
     """Markdown model card from a bundle's ``config.json`` contents."""
     ls = config["label_space"]
@@ -99,6 +110,7 @@ def render_model_card(config: Mapping[str, object]) -> str:
         "it is not cleared or approved by any regulator, must not be used for diagnosis, triage or any "
         "clinical decision, and its outputs need review by qualified clinicians in any real-world setting.",
         "",
+        *_intended_input_lines(config.get("intended_input")),
         "## Training data\n",
         _table({k: v for k, v in data.items()}, ("Item", "Value")),
         f"Data license: {config.get('license') or '_not recorded_'}\n",

@@ -99,8 +99,17 @@ class Predictor:
             "thresholds": b.thresholds,
             "version": b.code_version,
             "sha256": b.fingerprint,
+            "intended_input": b.intended_input.to_dict() if b.intended_input else None,
             **self.engine.describe(),
         }
+
+    def input_warnings(self, image: np.ndarray) -> list[str]:
+        """Warnings when a decoded image is outside the bundle's declared ``intended_input`` (else [])."""
+        intended = self.bundle.intended_input
+        if intended is None:
+            return []
+        h, w = image.shape[:2]
+        return intended.warnings(int(w), int(h))
 
     def _batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         t = self.transform
@@ -174,8 +183,8 @@ class Predictor:
                     continue
                 chunk.append(p)
             if images:
-                for path, r in zip(chunk, self.predict_arrays(images), strict=True):
-                    results.append({"path": str(path), **r})
+                for path, img, r in zip(chunk, images, self.predict_arrays(images), strict=True):
+                    results.append({"path": str(path), **r, "warnings": self.input_warnings(img)})
         if n_bad and not results:
             errors = "; ".join(s["error"] for s in (skipped or [])[-n_bad:][:5])
             raise ImageDecodeError(f"None of the {n_bad} image(s) could be read: {errors}")

@@ -10,6 +10,7 @@ from pathlib import Path
 from cxrkit.core.errors import ConfigError
 from cxrkit.core.settings import cxrkit_home
 from cxrkit.models import list_bundles
+from cxrkit.models.bundle import default_bundle
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ NO_MODELS = (
 
 
 def default_models() -> list[str]:
-    """Every bundle ``list_bundles()`` knows (shipped, then ``$CXRKIT_HOME/models``).
+    """Every bundle ``list_bundles()`` knows, the declared default (``default_bundle()``) first.
 
     Raises:
         ConfigError: there is none (the message says how to train and ship one).
@@ -30,7 +31,8 @@ def default_models() -> list[str]:
     names = list_bundles()
     if not names:
         raise ConfigError(NO_MODELS.format(home=cxrkit_home()))
-    return names
+    first = default_bundle()
+    return [first, *(n for n in names if n != first)]
 
 
 def default_index() -> Path | None:

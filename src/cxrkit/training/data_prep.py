@@ -11,6 +11,7 @@ from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.data import assign_splits, check_no_leakage, load_datasets, undersample
 from cxrkit.data.harmonise import drop_unlabelled_findings
 from cxrkit.data.table import CxrTable
+from cxrkit.models.intended import IntendedInput
 from cxrkit.training.recipe import DataSpec
 
 log = logging.getLogger(__name__)
@@ -81,3 +82,25 @@ def data_summary(table: CxrTable, spec: DataSpec) -> dict:
         "image_licenses": {str(k): int(v) for k, v in licenses.items()},
         "notes": list(table.notes),
     }
+
+
+def intended_input(table: CxrTable, spec: DataSpec, sample: int = 200) -> IntendedInput | None:
+    """The input a model trained on ``table`` is made for, from the sizes of up to ``sample`` images (headers).
+
+    Below half the smallest training side a warning is due (detail the model never saw at that scale is
+    missing). A model of thumbnails (every side <= 128 px, e.g. MedMNIST) also warns above 4x its largest
+    training side: a full radiograph squeezed to a thumbnail is not what it learnt from.
+    """
+    from cxrkit.data.summary import image_size_stats
+
+    stats = image_size_stats(table, max_images=sample)
+    if not stats.get("n_read"):
+        return None
+    w, h = stats["width"], stats["height"]
+    smallest, largest = min(w["min"], h["min"]), max(w["max"], h["max"])
+    sources = ", ".join(str(s).rstrip("/").split("/")[-1] for s in spec.sources)
+    return IntendedInput(
+        description=f"images like its training data ({sources}; median {w['median']:.0f}x{h['median']:.0f} px)",
+        min_side=max(8, smallest // 2),
+        max_side=4 * largest if largest <= 128 else None,
+    )

@@ -23,7 +23,7 @@ from cxrkit.data.table import CxrTable
 from cxrkit.evaluation import choose_thresholds, evaluate_predictions, learning_curve_plot, write_report
 from cxrkit.models import create_model, get_model_info, save_bundle
 from cxrkit.models.inference import predict_proba
-from cxrkit.training.data_prep import data_summary, prepare_table
+from cxrkit.training.data_prep import data_summary, intended_input, prepare_table
 from cxrkit.training.datamodule import CxrDataModule
 from cxrkit.training.module import CxrClassifier, headline_auroc
 from cxrkit.training.precision import bf16_check
@@ -208,6 +208,7 @@ def _finish(
         metrics={"validation": val_metrics},
         data_summary=data_summary(table, recipe.data),
         license=recipe.license,
+        intended_input=intended_input(table, recipe.data),
         extra={
             "recipe": recipe.to_dict(),
             "best_epoch": best_epoch,

@@ -74,6 +74,7 @@ def analysis_outputs(served: ServedModel, probs: np.ndarray, upload: DecodedUplo
         "default_threshold": served.default_threshold,
         "severity": served.severity(probs),
         "input": upload.describe(),
+        "warnings": served.predictor.input_warnings(upload.image),
     }
 
 
