@@ -85,7 +85,10 @@ def png_bytes(seed: int = 0, size: int = 40, mode: str = "L", bright_blob: bool 
 
 @pytest.fixture
 def make_client(predictor, tmp_path) -> Iterator:
-    """``make_client(index=None, api_key=None, db_url=None, max_upload_mb=None)`` -> (TestClient, app)."""
+    """``make_client(index=None, api_key=None, db_url=None, max_upload_mb=None, **create_app_kwargs)`` -> (TestClient, app).
+
+    The client talks to http://localhost (a trusted Host name by default).
+    """
     from fastapi.testclient import TestClient
 
     from cxrkit.serving.app import create_app
@@ -93,11 +96,11 @@ def make_client(predictor, tmp_path) -> Iterator:
 
     clients = []
 
-    def make(index=None, api_key=None, db_url=None, max_upload_mb=None):
+    def make(index=None, api_key=None, db_url=None, max_upload_mb=None, limits=None, **kw):
         url = db_url or f"sqlite:///{tmp_path / f'cases{len(clients)}.db'}"
-        limits = ServerLimits.from_env(max_upload_mb)
-        app = create_app({"tiny": predictor}, index=index, db_url=url, api_key=api_key, limits=limits)
-        client = TestClient(app)
+        limits = limits or ServerLimits.from_env(max_upload_mb)
+        app = create_app({"tiny": predictor}, index=index, db_url=url, api_key=api_key, limits=limits, **kw)
+        client = TestClient(app, base_url="http://localhost")
         clients.append((client, app))
         return client, app
 

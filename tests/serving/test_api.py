@@ -297,7 +297,7 @@ def test_onnx_backend_serves_the_same_predictions(serving_bundle, tmp_path):
         inference=InferenceOptions(backend="onnx"),
     )
     try:
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://localhost") as client:
             (m,) = client.get("/v1/models").json()["models"]
             assert m["backend"] == "onnx" and m["precision"] == "fp32"
             data = png_bytes(3, bright_blob=True)

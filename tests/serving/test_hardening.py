@@ -98,3 +98,89 @@ def test_out_of_range_dicom_study_date_is_left_out(make_client, tmp_path):
                       study_date="00010101").read_bytes()  # fmt: skip
     r = _post(client, dcm)
     assert r.status_code == 200 and r.json()["study_date"] is None
+
+
+def test_untrusted_host_header_is_refused(make_client):
+    """4: DNS rebinding: a Host that is not this machine gets 400; --allowed-host widens."""
+    from cxrkit.serving.security import WebPolicy
+
+    client, _ = make_client()
+    assert client.get("/health", headers={"Host": "evil.example"}).status_code == 400
+    assert client.get("/health", headers={"Host": "127.0.0.1:8000"}).status_code == 200
+    client2, _ = make_client(web=WebPolicy(allowed_hosts=("cxr.lan",)))
+    assert client2.get("/health", headers={"Host": "cxr.lan:8000"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Referer": "http://evil.example/page.html"},
+        {"Sec-Fetch-Site": "cross-site"},
+    ],
+)
+def test_cross_origin_writes_are_refused(make_client, headers):
+    """4: a form POST from another origin records nothing (403)."""
+    client, app = make_client()
+    r = client.post("/v1/predict", files={"file": ("x.png", png_bytes(), "image/png")}, data={"patient_id": "V"},
+                    headers=headers)  # fmt: skip
+    assert r.status_code == 403 and r.json()["code"] == "cross_origin", r.text
+    assert "access-control-allow-origin" not in r.headers
+    assert app.state.cxr.store.count() == 0
+
+
+def test_same_origin_and_allowed_origin_writes_pass(make_client):
+    from cxrkit.serving.security import WebPolicy
+
+    client, app = make_client(web=WebPolicy(allowed_origins=("https://pacs.example.org",)))
+    for headers in (
+        {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"},
+        {"Origin": "https://pacs.example.org"},
+        {},  # curl and scripts send no Origin
+    ):
+        r = client.post("/v1/predict", files={"file": ("x.png", png_bytes(), "image/png")}, headers=headers)
+        assert r.status_code == 200, (headers, r.text)
+    assert app.state.cxr.store.count() == 3
+    r = client.options(
+        "/v1/predict", headers={"Origin": "https://pacs.example.org", "Access-Control-Request-Method": "POST"}
+    )
+    assert "access-control-allow-origin" not in r.headers  # no CORS
+
+
+def test_security_headers_and_offline_docs(make_client):
+    """7: CSP with frame-ancestors, nosniff, Referrer-Policy; /docs loads nothing from a CDN."""
+    client, _ = make_client()
+    for path in ("/", "/health", "/docs", "/v1/models"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["referrer-policy"] == "no-referrer"
+    page = client.get("/docs").text
+    assert "cdn" not in page.lower() and "https://" not in page
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert asset in page
+        src = page.split(asset)[0].rsplit('"', 1)[-1] + asset
+        assert client.get(src).status_code == 200, src
+
+
+def test_home_and_case_store_are_owner_only(tmp_path, monkeypatch):
+    """7: CXRKIT_HOME is 0700 and cases.db 0600 (it holds patient IDs)."""
+    import os
+    import stat
+
+    from cxrkit.serving.store import CaseStore
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    monkeypatch.setenv("CXRKIT_HOME", str(home))
+    os.umask(os.umask(0o022))  # read the umask: the test holds under the usual 022
+    store = CaseStore()
+    try:
+        store.record(kind="predict", model={"name": "m", "sha256": "x"}, input_sha256="y", outputs={})
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        for f in home.glob("cases.db*"):
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    finally:
+        store.close()

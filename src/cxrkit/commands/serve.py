@@ -32,6 +32,20 @@ def serve_cmd(
     api_key: Annotated[
         str | None, typer.Option("--api-key", envvar="CXRKIT_API_KEY", help="Require this key on /v1 routes.")
     ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Extra Host name the server answers (repeatable); default the bind host and localhost names.",
+        ),
+    ] = None,
+    allowed_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-origin",
+            help="Another origin (https://host[:port]) whose pages may POST here (repeatable); default none.",
+        ),
+    ] = None,
     max_upload_mb: Annotated[
         float | None, typer.Option("--max-upload-mb", help="Upload size limit (default $CXRKIT_MAX_UPLOAD_MB or 50).")
     ] = None,
@@ -43,9 +57,15 @@ def serve_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
 ) -> None:
     """Serve the web page and REST API (docs at /docs, schema at /openapi.json)."""
+    from cxrkit.core.errors import ConfigError
+    from cxrkit.serving.security import WebPolicy, normalise_origin
     from cxrkit.serving.server import serve
 
     setup_logging(quiet)
+    try:
+        origins = tuple(normalise_origin(o) for o in allowed_origin or ())
+    except ValueError as err:
+        raise ConfigError(f"--allowed-origin: {err}") from None
     serve(
         models=model or None,
         index=index,
@@ -53,6 +73,7 @@ def serve_cmd(
         host=host,
         port=port,
         api_key=api_key,
+        web=WebPolicy(bind_host=host, allowed_hosts=tuple(allowed_host or ()), allowed_origins=origins),
         max_upload_mb=max_upload_mb,
         threads=threads,
         backend=backend,

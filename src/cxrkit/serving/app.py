@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import cxrkit
 from cxrkit.core.errors import CxrkitError, UnknownNameError
@@ -25,6 +26,7 @@ from cxrkit.serving.deps import API_KEY_HEADER
 from cxrkit.serving.middleware import AccessLogMiddleware, BodyLimitMiddleware
 from cxrkit.serving.predictor import Predictor
 from cxrkit.serving.routes import v1_router
+from cxrkit.serving.security import SameOriginMiddleware, SecurityHeadersMiddleware, WebPolicy, offline_docs
 from cxrkit.serving.state import ServerState, load_models, pick_index_model
 from cxrkit.serving.store import CaseStore
 from cxrkit.serving.uploads import ServerLimits, UploadError
@@ -47,6 +49,7 @@ def create_app(
     limits: ServerLimits | None = None,
     store: CaseStore | None = None,
     inference: InferenceOptions | None = None,
+    web: WebPolicy | None = None,
 ) -> FastAPI:
     """Build the app: models load once here (safetensors bundles), the case store's tables are created.
 
@@ -59,6 +62,7 @@ def create_app(
         limits: upload and request limits (default ``ServerLimits.from_env()``: CXRKIT_MAX_UPLOAD_MB).
         store: an open ``CaseStore`` to use instead of ``db_url``.
         inference: backend (torch/onnx) and precision of every served model (default: torch, auto).
+        web: trusted Host names and cross-origin writes (default: localhost names, same-origin only).
 
     Raises:
         BundleError, UnknownNameError: a model is missing or corrupt (the message says how to fix it).
@@ -76,7 +80,10 @@ def create_app(
         limits=limits,
         api_key=api_key or None,
     )
+    web = web or WebPolicy()
     app = FastAPI(
+        docs_url=None,
+        redoc_url=None,
         title="cxrkit",
         version=cxrkit.__version__,
         description=(
@@ -86,7 +93,11 @@ def create_app(
     )
     app.state.cxr = state
     app.add_middleware(BodyLimitMiddleware, max_body=limits.max_upload_bytes + FORM_OVERHEAD)
+    app.add_middleware(SameOriginMiddleware, allowed_origins=web.allowed_origins)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=web.hosts)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(AccessLogMiddleware)
+    offline_docs(app)
 
     @app.exception_handler(UploadError)
     async def _upload_error(_: Request, err: UploadError) -> JSONResponse:

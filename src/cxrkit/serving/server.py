@@ -11,6 +11,7 @@ from cxrkit.core.errors import ConfigError
 from cxrkit.core.settings import cxrkit_home
 from cxrkit.models import list_bundles
 from cxrkit.models.bundle import default_bundle
+from cxrkit.serving.security import WebPolicy
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     api_key: str | None = None,
+    web: WebPolicy | None = None,
     max_upload_mb: float | None = None,
     threads: int | None = None,
     backend: str = "torch",
@@ -76,6 +78,7 @@ def serve(
         index=index,
         db_url=db_url,
         api_key=api_key,
+        web=web or WebPolicy(bind_host=host),
         limits=ServerLimits.from_env(max_upload_mb),
         inference=InferenceOptions(backend=backend, precision=precision),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, Date, DateTime, Index, String, create_engine, event, func, select
@@ -19,7 +20,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from cxrkit.core.errors import ConfigError
-from cxrkit.core.settings import cxrkit_home
+from cxrkit.core.settings import cxrkit_home, private_file
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,9 @@ class CaseStore:
         if self.backend == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             if parsed.database and parsed.database != ":memory:":
-                from pathlib import Path
-
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                db = Path(parsed.database).expanduser()
+                db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                private_file(db)  # the store holds patient IDs: owner-only (its -wal/-shm follow its mode)
         try:
             self.engine: Engine = create_engine(self.url, **kwargs)
         except (ArgumentError, ImportError) as err:
