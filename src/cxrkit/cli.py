@@ -61,6 +61,7 @@ def print_json(obj: Any) -> None:
 
 
 def _register() -> None:
+    from cxrkit.commands.audit import audit_cmd
     from cxrkit.commands.data import data_app
     from cxrkit.commands.explain import explain_cmd
     from cxrkit.commands.export import export_cmd
@@ -76,6 +77,7 @@ def _register() -> None:
     app.command("threshold")(friendly_errors(threshold_cmd))
     app.command("explain")(friendly_errors(explain_cmd))
     app.command("export")(friendly_errors(export_cmd))
+    app.command("audit")(friendly_errors(audit_cmd))
     app.add_typer(index_app, name="index", help="Similar-case index: build, add, query, evaluate.")
     app.command("timeline")(friendly_errors(timeline_cmd))
     app.command("serve")(friendly_errors(serve_cmd))

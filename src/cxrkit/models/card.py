@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from cxrkit.models.card_audit import AUDIT_KEY, audit_section, audit_warning
+
 
 def _fmt(value: object) -> str:
     if isinstance(value, float):
@@ -95,8 +97,10 @@ def render_model_card(config: Mapping[str, object]) -> str:
     splits = data.pop("splits", None)
     classes = ", ".join(ls["classes"])
     positive = f" The output is the probability of **{ls['classes'][1]}**." if ls["task"] == "binary" else ""
+    audit = (config.get("extra") or {}).get(AUDIT_KEY)
     parts = [
         f"# Model card: {config.get('name') or config['architecture']}\n",
+        *audit_warning(audit),
         "## Model details\n",
         f"- Architecture: `{config['architecture']}` (kwargs: `{json.dumps(config.get('model_kwargs') or {})}`)",
         f"- Task: {ls['task']}; classes: {classes}.{positive}",
@@ -126,6 +130,7 @@ def render_model_card(config: Mapping[str, object]) -> str:
     for name, values in metrics.items():
         parts += _metrics_section(name, values)
     extra = dict(config.get("extra") or {})
+    extra.pop(AUDIT_KEY, None)
     recipe = extra.pop("recipe", None)
     check = (extra.pop("precision_check", None) or {}).get("bf16")
     if check:
@@ -141,6 +146,8 @@ def render_model_card(config: Mapping[str, object]) -> str:
             _table(check, ("Item", "Value")),
             f"Result: {verdict}.\n",
         ]
+    if ls["task"] != "segmentation":
+        parts += audit_section(audit)
     parts += [
         "## Decision thresholds\n",
         _table(thresholds, ("Class", "Threshold")),
