@@ -87,9 +87,10 @@ def test_cli_audit_writes_the_report_and_records(tiny_bundle, clean_set, tmp_pat
     assert (out / "report.html").is_file() and (out / "audit.json").is_file()
     assert "## Shortcut audit" in (tiny_bundle / "MODEL_CARD.md").read_text()
     assert "Not run yet" not in (tiny_bundle / "MODEL_CARD.md").read_text()
-    text = CliRunner().invoke(app, [*args, "--max-per-source", "5"])
+    cheap = ["audit", str(manifest), "--model", str(tiny_bundle), "--lungs", "none", "--cam-per-class", "0"]
+    text = CliRunner().invoke(app, [*cheap, "--max-per-source", "5"])
     assert text.exit_code == 0, text.output
-    assert "[FAIL" in text.output or "[OK" in text.output
+    assert "[SKIPPED] 4. Occlusion" in text.output
     assert "Border test" in text.output and "10 images" in text.output  # 5 per source, two sources
     bad = CliRunner().invoke(app, [*args, "--fill", "white"])
     assert bad.exit_code == 2 and "Unknown fill" in bad.output

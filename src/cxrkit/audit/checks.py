@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from cxrkit.core.task import LabelSpace, TaskType
+from cxrkit.data.demographics import age_group, parse_age, parse_sex
 from cxrkit.evaluation import auroc
 
 # The targets issue 11 sets for a model that looks at the lungs.
@@ -77,31 +78,17 @@ def label_matrix_auroc(label_space: LabelSpace, labels: np.ndarray, proba: np.nd
     return {"auroc": _r(float(np.mean(values))) if values else None, "per_class": per}
 
 
-def _age_group(values: pd.Series) -> pd.Series:
-    age = pd.to_numeric(values.astype(str).str.extract(r"(\d+(?:\.\d+)?)")[0], errors="coerce")
-    bins = [-1, 17, 39, 59, 200]
-    return pd.cut(age, bins=bins, labels=["0-17", "18-39", "40-59", "60+"]).astype(object)
-
-
-_ATTRIBUTE_COLUMNS = {
-    "sex": ("sex", "Sex", "Patient Gender", "PatientSex", "gender"),
-    "age group": ("age", "Age", "Patient Age", "PatientAge"),
-    "view": ("view", "View Position"),
-}
-
-
 def probe_attributes(frame: pd.DataFrame) -> dict[str, pd.Series]:
-    """The attributes a probe can try to predict: source, sex, age group, view (each where known)."""
+    """The attributes a probe can try to predict: source, sex, age group, view (each where the data has it)."""
     out: dict[str, pd.Series] = {"source": frame["source"].astype(object)}
-    for name, cols in _ATTRIBUTE_COLUMNS.items():
-        col = next((c for c in cols if c in frame.columns and frame[c].notna().any()), None)
-        if col is None:
-            continue
-        values = _age_group(frame[col]) if name == "age group" else frame[col].astype(object)
-        if name == "sex":
-            values = values.astype(str).str.strip().str.upper().str[:1].where(frame[col].notna())
-        out[name] = values
-    return out
+    if "sex" in frame.columns:
+        out["sex"] = parse_sex(frame["sex"]).astype(object)
+    if "age_group" in frame.columns:
+        out["age group"] = frame["age_group"].astype(object)
+    elif "age" in frame.columns:
+        out["age group"] = age_group(parse_age(frame["age"])).astype(object)
+    out["view"] = frame["view"].astype(object)
+    return {k: v.where(v.notna(), None) for k, v in out.items() if v.notna().any()}
 
 
 def cv_probe(
