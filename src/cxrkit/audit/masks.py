@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cxrkit.core.errors import ConfigError
+from cxrkit.core.errors import ConfigError, CxrkitError
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,11 @@ def prior_lung_masks(images: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def _segmenter_provider(name: str) -> MaskProvider:
-    """The lung segmenter bundle ``name`` as a mask provider (raises if cxrkit has no segmentation support)."""
-    from cxrkit.segmentation import lung_masks  # type: ignore[import-not-found]
+    """The lung segmenter bundle ``name`` as a mask provider, loaded now (so a missing one fails here)."""
+    from cxrkit.models.lungs import get_segmenter, lung_masks  # type: ignore[import-not-found,unused-ignore]
 
-    return lambda images: lung_masks(images, model=name)
+    segmenter = get_segmenter(name)
+    return lambda images: list(lung_masks(images, segmenter=segmenter))
 
 
 def resolve_lung_masks(spec: str | MaskProvider | LungMasks | None = "auto") -> LungMasks:
@@ -108,7 +109,7 @@ def resolve_lung_masks(spec: str | MaskProvider | LungMasks | None = "auto") -> 
     name = "lungs" if spec == "auto" else str(spec)
     try:
         provider = _segmenter_provider(name)
-    except (ImportError, OSError) as err:
+    except (ImportError, OSError, CxrkitError) as err:
         if spec != "auto":
             raise ConfigError(
                 f"Cannot load the lung segmenter {name!r} ({err}). Fix: --lungs auto, prior or none."

@@ -321,9 +321,21 @@ def run_audit(
     if split:
         table = table.split(split)
     labels = align_labels(table, bundle.classes, label_map)
-    known = (
-        np.isfinite(labels).any(axis=1) if bundle.label_space.task is not TaskType.BINARY else np.isfinite(labels[:, 1])
-    )
+    if bundle.label_space.task is TaskType.BINARY:
+        # Positive known (multi-label data: "no pneumonia" is the negative); rows of another class of an
+        # exclusive dataset (both columns 0, e.g. SARS for a pneumonia model) are left out.
+        known = np.isfinite(labels[:, 1]) & ~((labels[:, 0] == 0) & (labels[:, 1] == 0))
+        labels[:, 0] = 1.0 - labels[:, 1]
+    elif bundle.label_space.exclusive:
+        # One model class per image: rows of other findings (SARS in a COVID-19 vs normal audit) are left out.
+        known = np.nansum(labels, axis=1) == 1
+    else:
+        known = np.isfinite(labels).any(axis=1)
+    if not known.any():
+        raise DataFormatError(
+            f"None of the {len(table)} images carries one of the model's classes {list(bundle.classes)}. "
+            "Fix: map the data's classes with --label-map DATASET_CLASS=MODEL_CLASS."
+        )
     table, labels = table.subset(known), labels[known]
     rows = sample_per_source(table.frame, options.max_per_source, options.seed)
     table, labels = table.subset(rows), labels[rows]

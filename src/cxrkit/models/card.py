@@ -146,8 +146,7 @@ def render_model_card(config: Mapping[str, object]) -> str:
             _table(check, ("Item", "Value")),
             f"Result: {verdict}.\n",
         ]
-    if ls["task"] != "segmentation":
-        parts += audit_section(audit)
+    parts += audit_section(audit)
     parts += [
         "## Decision thresholds\n",
         _table(thresholds, ("Class", "Threshold")),
