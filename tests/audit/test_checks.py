@@ -150,3 +150,17 @@ def test_headline_auroc_binary_and_multiclass():
     lab = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
     perfect = label_matrix_auroc(mc, lab, lab * 0.8 + 0.1)
     assert perfect["auroc"] == 1.0 and set(perfect["per_class"]) == {"a", "b", "c"}
+
+
+def test_rows_scored_per_task():
+    from cxrkit.audit.run import rows_with_a_class
+    from cxrkit.core.task import LabelSpace, TaskType
+
+    nan = np.nan
+    # binary model: NIH-style rows (negative unknown) kept and filled; an exclusive dataset's other class (0, 0) dropped
+    keep, lab = rows_with_a_class(SPACE, np.array([[nan, 1], [nan, 0], [0, 0], [1, 0], [nan, nan]], np.float32))
+    assert keep.tolist() == [True, True, False, True, False]
+    assert lab[:2, 0].tolist() == [0.0, 1.0]
+    mc = LabelSpace(TaskType.MULTICLASS, ("a", "b", "c"))
+    keep, _ = rows_with_a_class(mc, np.array([[1, 0, 0], [0, 0, 0], [nan, nan, nan]], np.float32))
+    assert keep.tolist() == [True, False, False]

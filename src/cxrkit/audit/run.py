@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from cxrkit.audit import checks
 from cxrkit.audit.masks import LungMasks, blank, border_region, resolve_lung_masks
 from cxrkit.core.errors import ConfigError, DataFormatError
-from cxrkit.core.task import TaskType
+from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.data import load_datasets
 from cxrkit.data.align import align_labels
 from cxrkit.data.images import load_image
@@ -294,6 +294,24 @@ def targets_met(result: dict[str, Any]) -> dict[str, Any]:
     return met
 
 
+def rows_with_a_class(space: LabelSpace, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows the audit scores (a boolean mask), and the labels with a binary model's negative filled in.
+
+    Binary: rows whose positive class is known (in multi-label data "no pneumonia" is the negative), except
+    rows of another class of an exclusive dataset (both columns 0, e.g. SARS for a pneumonia model).
+    Multiclass: rows of exactly one of the model's classes. Multi-label: rows with any label known.
+    """
+    labels = np.array(labels, np.float32, copy=True)
+    if space.task is TaskType.BINARY:
+        known = np.isfinite(labels[:, 1]) & ~((labels[:, 0] == 0) & (labels[:, 1] == 0))
+        labels[:, 0] = 1.0 - labels[:, 1]
+    elif space.exclusive:
+        known = np.nansum(labels, axis=1) == 1
+    else:
+        known = np.isfinite(labels).any(axis=1)
+    return known, labels
+
+
 def run_audit(
     model: str | Path | Bundle,
     data: Sequence[str],
@@ -321,16 +339,7 @@ def run_audit(
     if split:
         table = table.split(split)
     labels = align_labels(table, bundle.classes, label_map)
-    if bundle.label_space.task is TaskType.BINARY:
-        # Positive known (multi-label data: "no pneumonia" is the negative); rows of another class of an
-        # exclusive dataset (both columns 0, e.g. SARS for a pneumonia model) are left out.
-        known = np.isfinite(labels[:, 1]) & ~((labels[:, 0] == 0) & (labels[:, 1] == 0))
-        labels[:, 0] = 1.0 - labels[:, 1]
-    elif bundle.label_space.exclusive:
-        # One model class per image: rows of other findings (SARS in a COVID-19 vs normal audit) are left out.
-        known = np.nansum(labels, axis=1) == 1
-    else:
-        known = np.isfinite(labels).any(axis=1)
+    known, labels = rows_with_a_class(bundle.label_space, labels)
     if not known.any():
         raise DataFormatError(
             f"None of the {len(table)} images carries one of the model's classes {list(bundle.classes)}. "
