@@ -184,3 +184,60 @@ def test_home_and_case_store_are_owner_only(tmp_path, monkeypatch):
             assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     finally:
         store.close()
+
+
+def test_work_queue_pixel_budget_and_bound():
+    """5: slots and a pixel budget bound concurrent work; a full queue refuses at once with Retry-After."""
+    import threading
+
+    from cxrkit.serving.uploads import UploadError
+    from cxrkit.serving.workqueue import WorkQueue
+
+    q = WorkQueue(slots=2, max_waiting=1, pixel_budget=100, wait_s=0.3)
+    with q.slot(80):
+        # A second big image does not fit the pixel budget beside the first: it waits, then times out.
+        t0 = time.perf_counter()
+        with pytest.raises(UploadError) as err, q.slot(80):
+            pass
+        assert err.value.status == 503 and err.value.headers["Retry-After"]
+        assert 0.25 < time.perf_counter() - t0 < 2
+        with q.slot(10):  # a small one fits
+            pass
+
+        def wait_and_time_out() -> None:
+            with pytest.raises(UploadError), q.slot(80):
+                pass
+
+        blocker = threading.Thread(target=wait_and_time_out)
+        blocker.start()
+        time.sleep(0.05)  # it is waiting now: the queue (1 place) is full, the next is refused at once
+        t0 = time.perf_counter()
+        with pytest.raises(UploadError, match="busy"), q.slot(80):
+            pass
+        assert time.perf_counter() - t0 < 0.1
+        blocker.join()
+    assert q.describe()["running"] == 0 and q.describe()["pixels_in_flight"] == 0
+
+
+def test_busy_server_answers_503_with_retry_after(make_client, monkeypatch):
+    """5: concurrent expensive requests beyond the queue get 503 + Retry-After, and nothing is recorded for them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cxrkit.serving.uploads import ServerLimits
+
+    client, app = make_client(limits=ServerLimits(max_concurrent=1, max_queue=1, queue_wait_s=5))
+    predictor = app.state.cxr.models["tiny"].predictor
+    slow = predictor.probabilities
+
+    def probabilities(images):
+        time.sleep(0.6)
+        return slow(images)
+
+    monkeypatch.setattr(predictor, "probabilities", probabilities)
+    with ThreadPoolExecutor(6) as pool:
+        rs = list(pool.map(lambda i: _post(client, png_bytes(i)), range(6)))
+    codes = sorted(r.status_code for r in rs)
+    assert 503 in codes and 200 in codes and set(codes) <= {200, 503}, codes
+    busy = next(r for r in rs if r.status_code == 503)
+    assert int(busy.headers["Retry-After"]) >= 1 and busy.json()["code"] == "busy"
+    assert app.state.cxr.store.count() == codes.count(200)

@@ -49,6 +49,18 @@ def serve_cmd(
     max_upload_mb: Annotated[
         float | None, typer.Option("--max-upload-mb", help="Upload size limit (default $CXRKIT_MAX_UPLOAD_MB or 50).")
     ] = None,
+    max_concurrent: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrent", help="Analyses decoding/running at once (default $CXRKIT_MAX_CONCURRENT or 2)."
+        ),
+    ] = None,
+    max_queue: Annotated[
+        int | None,
+        typer.Option(
+            "--max-queue", help="Analyses that may wait for a slot; more get 503 (default $CXRKIT_MAX_QUEUE or 8)."
+        ),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(help="Torch CPU threads (default $CXRKIT_TORCH_THREADS, else half the cores, 1-4).")
     ] = None,
@@ -75,6 +87,7 @@ def serve_cmd(
         api_key=api_key,
         web=WebPolicy(bind_host=host, allowed_hosts=tuple(allowed_host or ()), allowed_origins=origins),
         max_upload_mb=max_upload_mb,
+        queue={"max_concurrent": max_concurrent, "max_queue": max_queue},
         threads=threads,
         backend=backend,
         precision=precision,

@@ -3,6 +3,7 @@
 from cxrkit.io.decode import (
     DEFAULT_LIMITS,
     DecodeLimits,
+    declared_pixels,
     image_size,
     read_image,
     read_image_bytes,
@@ -14,6 +15,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DecodeLimits",
     "DicomMeta",
+    "declared_pixels",
     "decode_dicom_with_meta",
     "image_size",
     "read_dicom_meta",

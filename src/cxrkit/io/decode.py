@@ -145,6 +145,27 @@ def pil_to_gray_float(img: Image.Image, name: str = "<image>") -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def declared_pixels(data: bytes) -> int | None:
+    """Pixels an image's header declares (width x height, x frames for DICOM), read without decoding
+    pixels; None when the header cannot be read (the decoder will then say why)."""
+    fmt = sniff_format(data[:132])
+    try:
+        if fmt == "dicom":
+            from cxrkit.io.dicom import read_dicom_header_bytes
+
+            ds = read_dicom_header_bytes(data)
+            frames = int(str(ds.get("NumberOfFrames", 1) or 1).strip() or 1)
+            return int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0) * max(frames, 1)
+        if fmt is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(io.BytesIO(data)) as img:
+                    return img.size[0] * img.size[1]
+    except Exception:  # a broken header: the decoder reports it properly
+        return None
+    return None
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of an image, read from its header only."""
     path = Path(path)

@@ -66,6 +66,11 @@ def read_dicom_meta(path: str | Path) -> DicomMeta:
     return _meta_from(ds)
 
 
+def read_dicom_header_bytes(data: bytes, name: str = "<upload>"):
+    """The DICOM header (no pixel data) of a file in memory; a Deflated one inflates at most 4 MiB."""
+    return _read_dataset(data, name, header_only=True)
+
+
 def _is_pixels(tag, _vr, _length) -> bool:
     return int(tag) in _PIXEL_TAGS
 

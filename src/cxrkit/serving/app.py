@@ -101,7 +101,9 @@ def create_app(
 
     @app.exception_handler(UploadError)
     async def _upload_error(_: Request, err: UploadError) -> JSONResponse:
-        return _error(err.status, err.code, str(err))
+        resp = _error(err.status, err.code, str(err))
+        resp.headers.update(err.headers)
+        return resp
 
     @app.exception_handler(UnknownNameError)
     async def _unknown_name(_: Request, err: UnknownNameError) -> JSONResponse:

@@ -7,12 +7,14 @@ so each resource lives in its own module under ``cxrkit.serving.routes`` and tes
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, File, Form, Request, UploadFile
 
+from cxrkit.io import declared_pixels
 from cxrkit.serving.state import ServerState
-from cxrkit.serving.uploads import UploadError
+from cxrkit.serving.uploads import UploadError, read_bounded
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -48,3 +50,20 @@ FileField = Annotated[UploadFile, File(description="PNG, JPEG or DICOM (sniffed 
 PatientField = Annotated[str | None, Form(description="Patient ID (else read from DICOM PatientID).")]
 DateField = Annotated[str | None, Form(description="Study date yyyy-mm-dd (else DICOM StudyDate).")]
 ModelField = Annotated[str | None, Form(description="Model name (GET /v1/models); default the first served.")]
+
+
+def work_slot(state: StateDep, file: FileField) -> Iterator[None]:
+    """Hold a slot of the bounded work queue (weighted by the upload's declared pixels) while the route runs.
+
+    Decoding and the model are the expensive part of a request: this bounds how many run at once and
+    how many pixels they hold; a full queue is a 503 with ``Retry-After`` (``WorkQueue``).
+    """
+    data = read_bounded(file.file, state.limits.max_upload_bytes)
+    file.file.seek(0)
+    pixels = declared_pixels(data) or 0
+    del data
+    with state.work.slot(min(pixels, state.limits.max_pixels)):
+        yield
+
+
+WorkSlot = Annotated[None, Depends(work_slot)]

@@ -54,6 +54,7 @@ def serve(
     api_key: str | None = None,
     web: WebPolicy | None = None,
     max_upload_mb: float | None = None,
+    queue: dict[str, int | None] | None = None,
     threads: int | None = None,
     backend: str = "torch",
     precision: str = "auto",
@@ -79,7 +80,7 @@ def serve(
         db_url=db_url,
         api_key=api_key,
         web=web or WebPolicy(bind_host=host),
-        limits=ServerLimits.from_env(max_upload_mb),
+        limits=ServerLimits.from_env(max_upload_mb, **(queue or {})),
         inference=InferenceOptions(backend=backend, precision=precision),
     )
     state = app.state.cxr

@@ -20,6 +20,7 @@ from cxrkit.search.timeline import severity_from_probs
 from cxrkit.serving.predictor import Predictor
 from cxrkit.serving.store import CaseStore
 from cxrkit.serving.uploads import ServerLimits
+from cxrkit.serving.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,15 @@ class ServerState:
     limits: ServerLimits
     api_key: str | None = None
     overlays: OverlayCache = field(default_factory=OverlayCache)
+    work: WorkQueue = field(default_factory=WorkQueue)
     _thumbs: OrderedDict[tuple[int, int], bytes | None] = field(default_factory=OrderedDict)
     _thumb_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        lim = self.limits
+        self.work = WorkQueue(
+            lim.max_concurrent, lim.max_queue, max(lim.pixel_budget, lim.max_pixels), lim.queue_wait_s
+        )
 
     @property
     def default_name(self) -> str:

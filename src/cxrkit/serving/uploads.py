@@ -28,10 +28,11 @@ READ_CHUNK = 1 << 20
 class UploadError(CxrkitError):
     """An upload the server refuses; ``status`` is the HTTP status, ``code`` a short machine-readable name."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
+        self.headers = headers or {}
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,22 @@ class ServerLimits:
     max_pixels: int = 50_000_000
     min_side: int = 8
     max_k: int = 100
+    max_concurrent: int = 2  # analyses decoding / running the model at once
+    max_queue: int = 8  # more may wait for a slot; beyond that 503 + Retry-After
+    pixel_budget: int = 60_000_000  # decoded pixels held by all running analyses together
+    queue_wait_s: float = 30.0
 
     @classmethod
-    def from_env(cls, max_upload_mb: float | None = None) -> ServerLimits:
-        """Limits from ``max_upload_mb`` or ``$CXRKIT_MAX_UPLOAD_MB`` (default 50)."""
+    def from_env(cls, max_upload_mb: float | None = None, **overrides: Any) -> ServerLimits:
+        """Limits from ``max_upload_mb`` or ``$CXRKIT_MAX_UPLOAD_MB`` (default 50), ``$CXRKIT_MAX_CONCURRENT``,
+        ``$CXRKIT_MAX_QUEUE``; ``overrides`` (not None) win."""
+        for field, env in (("max_concurrent", "CXRKIT_MAX_CONCURRENT"), ("max_queue", "CXRKIT_MAX_QUEUE")):
+            raw = os.environ.get(env, "").strip()
+            if overrides.get(field) is None and raw:
+                if not raw.isdigit():
+                    raise ConfigError(f"{env} must be a whole number, got {raw!r}.")
+                overrides[field] = int(raw)
+        overrides = {k: v for k, v in overrides.items() if v is not None}
         if max_upload_mb is None:
             raw = os.environ.get("CXRKIT_MAX_UPLOAD_MB", "").strip()
             try:
@@ -54,7 +67,9 @@ class ServerLimits:
                 raise ConfigError(f"CXRKIT_MAX_UPLOAD_MB must be a number of megabytes, got {raw!r}.") from None
         if not max_upload_mb > 0:
             raise ConfigError(f"The upload limit must be > 0 MB, got {max_upload_mb}.")
-        return cls(max_upload_bytes=int(max_upload_mb * 2**20))
+        if overrides.get("max_concurrent", 1) < 1 or overrides.get("max_queue", 0) < 0:
+            raise ConfigError("max_concurrent must be >= 1 and max_queue >= 0.")
+        return cls(max_upload_bytes=int(max_upload_mb * 2**20), **overrides)
 
     @property
     def decode(self) -> DecodeLimits:

@@ -11,7 +11,7 @@ import numpy as np
 from fastapi import APIRouter, Form
 from fastapi.responses import Response
 
-from cxrkit.serving.deps import DateField, FileField, ModelField, PatientField, StateDep
+from cxrkit.serving.deps import DateField, FileField, ModelField, PatientField, StateDep, WorkSlot
 from cxrkit.serving.render import array_png, encode_map, overlay_png
 from cxrkit.serving.state import ServedModel, ServerState
 from cxrkit.serving.uploads import (
@@ -96,6 +96,7 @@ def respond(record: dict[str, Any], served: ServedModel, source: str | None, ext
 @router.post("/predict")
 def predict(
     state: StateDep,
+    _slot: WorkSlot,
     file: FileField,
     patient_id: PatientField = None,
     study_date: DateField = None,
@@ -116,6 +117,7 @@ def predict(
 @router.post("/explain")
 def explain(
     state: StateDep,
+    _slot: WorkSlot,
     file: FileField,
     patient_id: PatientField = None,
     study_date: DateField = None,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query
 from fastapi.responses import Response
 
-from cxrkit.serving.deps import FileField, StateDep
+from cxrkit.serving.deps import FileField, StateDep, WorkSlot
 from cxrkit.serving.uploads import UploadError, decode_upload, read_bounded
 
 router = APIRouter(tags=["similar cases"])
@@ -17,6 +17,7 @@ router = APIRouter(tags=["similar cases"])
 @router.post("/similar")
 def similar(
     state: StateDep,
+    _slot: WorkSlot,
     file: FileField,
     k: Annotated[int, Form(ge=1, description="How many similar cases.")] = 8,
 ) -> dict[str, Any]:
