@@ -65,6 +65,7 @@ def _register() -> None:
     from cxrkit.commands.data import data_app
     from cxrkit.commands.explain import explain_cmd
     from cxrkit.commands.export import export_cmd
+    from cxrkit.commands.keys import keys_app
     from cxrkit.commands.models import evaluate_cmd, models_app, predict_cmd, threshold_cmd, train_cmd
     from cxrkit.commands.search import index_app, timeline_cmd
     from cxrkit.commands.serve import serve_cmd
@@ -81,6 +82,7 @@ def _register() -> None:
     app.add_typer(index_app, name="index", help="Similar-case index: build, add, query, evaluate.")
     app.command("timeline")(friendly_errors(timeline_cmd))
     app.command("serve")(friendly_errors(serve_cmd))
+    app.add_typer(keys_app, name="keys", help="API keys of the server (scopes read, write, admin).")
 
 
 _register()

@@ -241,3 +241,99 @@ def test_busy_server_answers_503_with_retry_after(make_client, monkeypatch):
     busy = next(r for r in rs if r.status_code == 503)
     assert int(busy.headers["Retry-After"]) >= 1 and busy.json()["code"] == "busy"
     assert app.state.cxr.store.count() == codes.count(200)
+
+
+def test_idempotency_key_replays_the_first_response(make_client):
+    """6: a retried request with the same Idempotency-Key returns the first response; one record."""
+    client, app = make_client()
+    data, hdr = png_bytes(5), {"Idempotency-Key": "retry-1"}
+    r1 = client.post("/v1/predict", files={"file": ("x.png", data)}, data={"patient_id": "P"}, headers=hdr)
+    r2 = client.post("/v1/predict", files={"file": ("x.png", data)}, data={"patient_id": "P"}, headers=hdr)
+    assert r1.status_code == r2.status_code == 200
+    assert r1.json() == r2.json() and r2.headers.get("idempotent-replayed") == "true"
+    assert app.state.cxr.store.count() == 1
+    # The same key for another request is refused; no key means a new analysis each time.
+    r3 = client.post("/v1/predict", files={"file": ("x.png", png_bytes(6))}, data={"patient_id": "P"}, headers=hdr)
+    assert r3.status_code == 422 and r3.json()["code"] == "idempotency_key_reused"
+    e1 = client.post(
+        "/v1/explain", files={"file": ("x.png", data)}, headers={"Idempotency-Key": "e"}, data={"overlay": "url"}
+    )
+    e2 = client.post(
+        "/v1/explain", files={"file": ("x.png", data)}, headers={"Idempotency-Key": "e"}, data={"overlay": "url"}
+    )
+    assert e1.json()["analysis_id"] == e2.json()["analysis_id"]
+    client.post("/v1/predict", files={"file": ("x.png", data)})
+    assert app.state.cxr.store.count() == 3
+
+
+def test_concurrent_retries_make_one_record(make_client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, app = make_client()
+    data = png_bytes(9)
+
+    def go(_):
+        return client.post("/v1/predict", files={"file": ("x.png", data)}, headers={"Idempotency-Key": "k-par"})
+
+    with ThreadPoolExecutor(4) as pool:
+        rs = list(pool.map(go, range(4)))
+    assert {r.status_code for r in rs} == {200}
+    assert len({r.json()["analysis_id"] for r in rs}) == 1
+    assert app.state.cxr.store.count() == 1
+
+
+def test_api_keys_scopes_audit_and_lockout(make_client):
+    """8: scoped keys stored hashed, the key recorded with each analysis, an audit trail, failed-attempt limit."""
+    from sqlalchemy import text
+
+    client, app = make_client(api_key="env-secret")
+    keys = app.state.cxr.keys
+    reader, _ = keys.create("viewer", "read")
+    writer, winfo = keys.create("scanner", "write")
+    with app.state.cxr.store.engine.connect() as c:
+        stored = " ".join(str(v) for row in c.execute(text("SELECT * FROM api_keys")) for v in row)
+    assert reader.split("_", 2)[2] not in stored and writer.split("_", 2)[2] not in stored  # only hashes
+
+    up = {"file": ("x.png", png_bytes(1))}
+    assert client.post("/v1/predict", files=up).status_code == 401
+    r = client.post("/v1/predict", files=up, headers={"X-API-Key": reader})
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    assert client.get("/v1/models", headers={"X-API-Key": reader}).status_code == 200
+    r = client.post("/v1/predict", files=up, headers={"Authorization": f"Bearer {writer}"}, data={"patient_id": "A"})
+    assert r.status_code == 200
+    aid = r.json()["analysis_id"]
+    assert app.state.cxr.store.get(aid)["key_id"] == winfo["id"]
+    assert client.get(f"/v1/analyses/{aid}", headers={"X-API-Key": reader}).status_code == 200
+    assert client.get("/v1/audit", headers={"X-API-Key": writer}).status_code == 403
+    entries = client.get("/v1/audit", headers={"X-API-Key": "env-secret"}).json()["entries"]
+    assert {"key_id": winfo["id"], "action": "write", "analysis_id": aid}.items() <= next(
+        e for e in entries if e["analysis_id"] == aid
+    ).items()
+    assert any(e["action"] == "read" and e["path"] == f"/v1/analyses/{aid}" for e in entries)
+    assert any(e["action"] == "denied" and e["status"] == 401 for e in entries)
+    # Revoked keys stop working; repeated failures lock the client out (429), even with a good key.
+    assert keys.revoke(winfo["id"])
+    assert client.post("/v1/predict", files=up, headers={"X-API-Key": writer}).status_code == 401
+    for _ in range(keys.max_failures):
+        client.get("/v1/models", headers={"X-API-Key": "cxr_nope_guess"})
+    r = client.get("/v1/models", headers={"X-API-Key": reader})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+
+
+def test_keys_cli_add_list_revoke(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from cxrkit.cli import app
+
+    db = f"sqlite:///{tmp_path / 'k.db'}"
+    r = CliRunner().invoke(app, ["keys", "add", "--scope", "write", "--name", "ward-3", "--db", db])
+    assert r.exit_code == 0, r.output
+    made = json.loads(r.output)
+    assert made["key"].startswith("cxr_") and made["scope"] == "write"
+    listed = json.loads(CliRunner().invoke(app, ["keys", "list", "--db", db]).output)
+    assert [k["id"] for k in listed] == [made["id"]] and "key" not in listed[0]
+    assert CliRunner().invoke(app, ["keys", "revoke", made["id"], "--db", db]).exit_code == 0
+    assert CliRunner().invoke(app, ["keys", "revoke", made["id"], "--db", db]).exit_code == 2
+    assert CliRunner().invoke(app, ["keys", "add", "--scope", "root", "--db", db]).exit_code == 2

@@ -23,7 +23,7 @@ from cxrkit.core.errors import CxrkitError, UnknownNameError
 from cxrkit.models.engine import InferenceOptions
 from cxrkit.search import CaseIndex, load_index
 from cxrkit.serving.deps import API_KEY_HEADER
-from cxrkit.serving.middleware import AccessLogMiddleware, BodyLimitMiddleware
+from cxrkit.serving.middleware import AccessLogMiddleware, AuditMiddleware, BodyLimitMiddleware
 from cxrkit.serving.predictor import Predictor
 from cxrkit.serving.routes import v1_router
 from cxrkit.serving.security import SameOriginMiddleware, SecurityHeadersMiddleware, WebPolicy, offline_docs
@@ -93,6 +93,7 @@ def create_app(
     )
     app.state.cxr = state
     app.add_middleware(BodyLimitMiddleware, max_body=limits.max_upload_bytes + FORM_OVERHEAD)
+    app.add_middleware(AuditMiddleware, keys=state.keys)
     app.add_middleware(SameOriginMiddleware, allowed_origins=web.allowed_origins)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=web.hosts)
     app.add_middleware(SecurityHeadersMiddleware)
@@ -134,7 +135,7 @@ def create_app(
             "models": list(state.models),
             "index": state.index is not None,
             "store": {"backend": state.store.backend, "ok": ok},
-            "api_key_required": state.api_key is not None,
+            "api_key_required": state.keys.required(),
         }
 
     app.include_router(v1_router(), prefix="/v1")

@@ -6,13 +6,13 @@ so each resource lives in its own module under ``cxrkit.serving.routes`` and tes
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, File, Form, Request, UploadFile
 
 from cxrkit.io import declared_pixels
+from cxrkit.serving.keys import RANK, Caller
 from cxrkit.serving.state import ServerState
 from cxrkit.serving.uploads import UploadError, read_bounded
 
@@ -36,13 +36,48 @@ def presented_key(request: Request) -> str | None:
     return given or None
 
 
-def require_api_key(request: Request, state: StateDep) -> None:
-    """When the server has an API key, every /v1 route needs it (401 otherwise)."""
-    if state.api_key is None:
-        return
-    given = presented_key(request)
-    if not given or not secrets.compare_digest(given.encode(), state.api_key.encode()):
-        raise UploadError(401, "unauthorized", f"A valid API key is required: send it in the {API_KEY_HEADER} header.")
+def current_caller(request: Request, state: StateDep) -> Caller:
+    """Who makes this request (once per request): anyone on an open server, else the key's holder.
+
+    Raises:
+        UploadError: 401 no/bad key, 429 too many failed attempts from this client.
+    """
+    known = getattr(request.state, "caller", None)
+    if known is not None:
+        return known
+    if not state.keys.required():
+        caller = Caller(None, "admin")
+    else:
+        client = request.client.host if request.client else "unknown"
+        caller = state.keys.authenticate(presented_key(request), client)
+    request.state.caller = caller
+    return caller
+
+
+def require(scope: str) -> Any:
+    """A dependency: the caller, whose key must have ``scope`` (read < write < admin), else 403."""
+
+    def check(request: Request, state: StateDep) -> Caller:
+        caller = current_caller(request, state)
+        if RANK[caller.scope] < RANK[scope]:
+            raise UploadError(
+                403,
+                "forbidden",
+                f"This API key has scope {caller.scope!r}; this route needs {scope!r} "
+                f"(an admin creates one with `cxr keys add --scope {scope}`).",
+            )
+        if RANK[scope] > RANK.get(caller.action, 0):
+            caller.action = scope
+        return caller
+
+    check.__name__ = f"require_{scope}"
+    return check
+
+
+require_api_key = require("read")  # every /v1 route needs at least a read key when keys are in use
+Reader = Annotated[Caller, Depends(require("read"))]
+Writer = Annotated[Caller, Depends(require("write"))]
+Admin = Annotated[Caller, Depends(require("admin"))]
 
 
 # Form fields shared by the upload routes.

@@ -124,3 +124,41 @@ class AccessLogMiddleware:
                 status["code"],
                 (time.perf_counter() - start) * 1000,
             )
+
+
+class AuditMiddleware:
+    """After each /v1 response, one ``audit`` row: which key (if any), read/write/admin or denied, path, status.
+
+    Routes say who called (``request.state.caller``, set by the API-key dependency) and what they recorded.
+    """
+
+    def __init__(self, app: Any, keys: Any):
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope.get("path", "").startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        import anyio
+
+        state = scope.setdefault("state", {})
+        status = {"code": 500}
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            caller = state.get("caller")
+            if caller is not None or status["code"] in (401, 403, 429):
+                client = (scope.get("client") or ("", 0))[0]
+                try:
+                    await anyio.to_thread.run_sync(
+                        self.keys.audit, caller, scope.get("method", ""), scope.get("path", ""), status["code"], client
+                    )
+                except Exception as err:  # the answer is sent; a store outage must not turn it into a 500
+                    log.warning("audit row not written (%s)", type(err).__name__)

@@ -17,6 +17,7 @@ from cxrkit.core.task import TaskType
 from cxrkit.models.engine import InferenceOptions
 from cxrkit.search import CaseIndex, resolve_index_model
 from cxrkit.search.timeline import severity_from_probs
+from cxrkit.serving.keys import KeyRing
 from cxrkit.serving.predictor import Predictor
 from cxrkit.serving.store import CaseStore
 from cxrkit.serving.uploads import ServerLimits
@@ -87,10 +88,12 @@ class ServerState:
     api_key: str | None = None
     overlays: OverlayCache = field(default_factory=OverlayCache)
     work: WorkQueue = field(default_factory=WorkQueue)
+    keys: KeyRing = field(init=False)
     _thumbs: OrderedDict[tuple[int, int], bytes | None] = field(default_factory=OrderedDict)
     _thumb_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
+        self.keys = KeyRing(self.store, self.api_key)
         lim = self.limits
         self.work = WorkQueue(
             lim.max_concurrent, lim.max_queue, max(lim.pixel_budget, lim.max_pixels), lim.queue_wait_s

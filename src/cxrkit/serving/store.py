@@ -1,8 +1,9 @@
 """The case store: every analysis the server makes, in SQLite (default) or PostgreSQL (SQLAlchemy 2.x).
 
-One table, ``analyses``: id (uuid), time, kind (predict / explain), model name + version + sha256, the
-input's SHA-256, patient ID and study date when known, and the outputs as JSON. Tables are created
-on start-up. The default database is ``$CXRKIT_HOME/cases.db``; pass
+Tables: ``analyses`` (id (uuid), time, kind (predict / explain), model name + version + sha256, the
+input's SHA-256, patient ID and study date when known, the API key that made it, the outputs as JSON);
+``idempotency`` (the first response to each Idempotency-Key, stored with its analysis in one
+transaction); ``api_keys`` and ``audit`` (``cxrkit.serving.keys``). Tables are created on start-up. The default database is ``$CXRKIT_HOME/cases.db``; pass
 ``postgresql+psycopg://user:pass@host/db`` for PostgreSQL: the same code path.
 """
 
@@ -14,9 +15,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Date, DateTime, Index, String, create_engine, event, func, select
+from sqlalchemy import JSON, Date, DateTime, Index, Integer, String, create_engine, event, func, select
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from cxrkit.core.errors import ConfigError
@@ -42,6 +43,7 @@ class Analysis(Base):
     patient_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     study_date: Mapped[_dt.date | None] = mapped_column(Date, nullable=True)
     outputs: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # the API key that made it
 
     __table_args__ = (Index("ix_analyses_patient", "patient_id", "study_date", "created_at"),)
 
@@ -58,7 +60,70 @@ class Analysis(Base):
             "patient_id": self.patient_id,
             "study_date": self.study_date.isoformat() if self.study_date else None,
             "outputs": self.outputs,
+            "key_id": self.key_id,
         }
+
+
+class IdempotentResponse(Base):
+    """The first response to an Idempotency-Key (per API key), saved in the same transaction as its analysis."""
+
+    __tablename__ = "idempotency"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    principal: Mapped[str] = mapped_column(String(32), primary_key=True)  # key id, "" without API keys
+    request_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    analysis_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+
+
+class ApiKey(Base):
+    """An API key: its public id, name, scope and scrypt hash (the secret itself is never stored)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    scope: Mapped[str] = mapped_column(String(8), nullable=False)
+    salt: Mapped[str] = mapped_column(String(64), nullable=False)
+    hash: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    revoked_at: Mapped[_dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditEntry(Base):
+    """Who read or wrote what, when: one row per authenticated-or-refused /v1 request."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    action: Mapped[str] = mapped_column(String(16), nullable=False)  # read / write / admin / denied
+    method: Mapped[str] = mapped_column(String(8), nullable=False)
+    path: Mapped[str] = mapped_column(String(300), nullable=False)
+    status: Mapped[int] = mapped_column(Integer, nullable=False)
+    analysis_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    __table_args__ = (Index("ix_audit_at", "at"),)
+
+    def to_dict(self) -> dict[str, Any]:
+        at = self.at if self.at.tzinfo else self.at.replace(tzinfo=_dt.UTC)
+        return {
+            "at": at.isoformat(),
+            "key_id": self.key_id,
+            "action": self.action,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "analysis_id": self.analysis_id,
+            "client": self.client,
+        }
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before for a different request."""
 
 
 def default_db_url() -> str:
@@ -105,12 +170,22 @@ class CaseStore:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         try:
             Base.metadata.create_all(self.engine)
+            self._migrate()
         except SQLAlchemyError as err:
             raise ConfigError(
                 f"Cannot open the case store at {redact_url(self.url)}: {str(err).splitlines()[0][:300]}. "
                 "Fix: check --db (server running, database exists, credentials) or leave it out for SQLite "
                 "under CXRKIT_HOME."
             ) from None
+
+    def _migrate(self) -> None:
+        """Add the columns newer versions need to a store made by an older one."""
+        from sqlalchemy import inspect, text
+
+        cols = {c["name"] for c in inspect(self.engine).get_columns("analyses")}
+        if "key_id" not in cols:
+            with self.engine.begin() as c:
+                c.execute(text("ALTER TABLE analyses ADD COLUMN key_id VARCHAR(32)"))
 
     def record(
         self,
@@ -121,9 +196,76 @@ class CaseStore:
         outputs: dict[str, Any],
         patient_id: str | None = None,
         study_date: str | None = None,
+        key_id: str | None = None,
     ) -> dict[str, Any]:
         """Store one analysis; returns it as ``Analysis.to_dict``."""
-        row = Analysis(
+        row = self._row(kind, model, input_sha256, outputs, patient_id, study_date, key_id)
+        with self._sessions.begin() as s:
+            s.add(row)
+        return row.to_dict()
+
+    def replay(self, key: str, principal: str, request_sha256: str) -> dict[str, Any] | None:
+        """The saved response to Idempotency-Key ``key`` (of this API key), or None if it is new.
+
+        Raises:
+            IdempotencyConflict: the key was used for a different request.
+        """
+        with Session(self.engine) as s:
+            row = s.get(IdempotentResponse, (key, principal))
+            if row is None:
+                return None
+            if row.request_sha256 != request_sha256:
+                raise IdempotencyConflict(key)
+            return row.response
+
+    def record_once(
+        self,
+        key: str,
+        principal: str,
+        request_sha256: str,
+        respond: Any,
+        **analysis: Any,
+    ) -> tuple[dict[str, Any], bool]:
+        """Store an analysis and its response (``respond(record) -> dict``) under Idempotency-Key ``key``
+        in one transaction: a retried request never makes a second record.
+
+        Returns (response, replayed): replayed is True when a concurrent request with the same key
+        committed first (its response is returned and this analysis is not stored).
+        """
+        row = self._row(**analysis)
+        rec = row.to_dict()
+        response = respond(rec)
+        saved = IdempotentResponse(
+            key=key,
+            principal=principal,
+            request_sha256=request_sha256,
+            analysis_id=row.id,
+            created_at=row.created_at,
+            response=response,
+        )
+        try:
+            with self._sessions.begin() as s:
+                s.add(row)
+                s.flush()
+                s.add(saved)
+        except IntegrityError:
+            first = self.replay(key, principal, request_sha256)
+            if first is None:  # pragma: no cover - the row that conflicted is gone
+                raise
+            return first, True
+        return response, False
+
+    def _row(
+        self,
+        kind: str,
+        model: dict[str, Any],
+        input_sha256: str,
+        outputs: dict[str, Any],
+        patient_id: str | None = None,
+        study_date: str | None = None,
+        key_id: str | None = None,
+    ) -> Analysis:
+        return Analysis(
             id=str(uuid.uuid4()),
             created_at=_dt.datetime.now(_dt.UTC),
             kind=kind,
@@ -134,10 +276,8 @@ class CaseStore:
             patient_id=patient_id,
             study_date=_dt.date.fromisoformat(study_date) if study_date else None,
             outputs=outputs,
+            key_id=key_id,
         )
-        with self._sessions.begin() as s:
-            s.add(row)
-        return row.to_dict()
 
     def get(self, analysis_id: str) -> dict[str, Any] | None:
         with Session(self.engine) as s:

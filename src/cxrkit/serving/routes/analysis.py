@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import logging
 import time
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, Header
 from fastapi.responses import Response
 
-from cxrkit.serving.deps import DateField, FileField, ModelField, PatientField, StateDep, WorkSlot
+from cxrkit.serving.deps import DateField, FileField, ModelField, PatientField, StateDep, WorkSlot, Writer
+from cxrkit.serving.keys import Caller
 from cxrkit.serving.render import array_png, encode_map, overlay_png
 from cxrkit.serving.state import ServedModel, ServerState
+from cxrkit.serving.store import IdempotencyConflict
 from cxrkit.serving.uploads import (
     DecodedUpload,
     UploadError,
@@ -93,31 +97,98 @@ def respond(record: dict[str, Any], served: ServedModel, source: str | None, ext
     }
 
 
+IdemKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Any unique string: a retried request with the same key returns the first response and "
+        "records nothing new.",
+    ),
+]
+
+
+def fingerprint(route: str, file: Any, **fields: Any) -> str:
+    """SHA-256 of what a request asks for (route, file bytes, form fields): an Idempotency-Key's request."""
+    h = hashlib.sha256(route.encode())
+    file.file.seek(0)
+    for chunk in iter(lambda: file.file.read(1 << 20), b""):
+        h.update(chunk)
+    file.file.seek(0)
+    h.update(json.dumps(fields, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def replayed(state: ServerState, caller: Caller, key: str | None, request_sha: str, response: Response) -> dict | None:
+    """The saved first response to this Idempotency-Key, or None when the key is new (or absent).
+
+    Raises:
+        UploadError: 422 when the key was used before for a different request.
+    """
+    if not key:
+        return None
+    try:
+        first = state.store.replay(key, caller.principal, request_sha)
+    except IdempotencyConflict:
+        raise UploadError(
+            422,
+            "idempotency_key_reused",
+            "This Idempotency-Key was used before for a different request; use a new key for a new request.",
+        ) from None
+    if first is not None:
+        response.headers["Idempotent-Replayed"] = "true"
+        caller.analysis_id = first.get("analysis_id")
+    return first
+
+
+def save(
+    state: ServerState, caller: Caller, key: str | None, request_sha: str, make_response: Any, **analysis: Any
+) -> dict[str, Any]:
+    """Record the analysis (with the caller's key id) and build its response; with an Idempotency-Key both
+    are saved in one transaction, so a retry finds the first response and no second record is made."""
+    analysis["key_id"] = caller.key_id
+    if key:
+        out, _ = state.store.record_once(key, caller.principal, request_sha, make_response, **analysis)
+    else:
+        out = make_response(state.store.record(**analysis))
+    caller.analysis_id = out["analysis_id"]
+    return out
+
+
 @router.post("/predict")
 def predict(
     state: StateDep,
+    caller: Writer,
     _slot: WorkSlot,
+    response: Response,
     file: FileField,
     patient_id: PatientField = None,
     study_date: DateField = None,
     model: ModelField = None,
+    idempotency_key: IdemKey = None,
 ) -> dict[str, Any]:
     """Ranked probabilities and findings above threshold for one image; the analysis is recorded."""
     t0 = time.perf_counter()
+    request_sha = fingerprint("predict", file, patient_id=patient_id, study_date=study_date, model=model)
+    if (first := replayed(state, caller, idempotency_key, request_sha, response)) is not None:
+        return first
     served, upload, pid, date, source = prepare_upload(state, file, patient_id, study_date, model)
     outputs = analysis_outputs(served, served.predictor.probabilities([upload.image])[0], upload)
-    rec = state.store.record(
+    out = save(
+        state, caller, idempotency_key, request_sha, lambda rec: respond(rec, served, source),
         kind="predict", model=served.info, input_sha256=upload.sha256, outputs=outputs, patient_id=pid,
         study_date=date,
     )  # fmt: skip
-    log.info("analysis %s predict model=%s %.1fms", rec["analysis_id"], served.name, 1000 * (time.perf_counter() - t0))
-    return respond(rec, served, source)
+    log.info("analysis %s predict model=%s %.1fms", out["analysis_id"], served.name, 1000 * (time.perf_counter() - t0))
+    return out
 
 
 @router.post("/explain")
 def explain(
     state: StateDep,
+    caller: Writer,
     _slot: WorkSlot,
+    response: Response,
     file: FileField,
     patient_id: PatientField = None,
     study_date: DateField = None,
@@ -130,6 +201,7 @@ def explain(
     ] = "list",
     map_size: Annotated[int, Form(ge=4, le=512, description="Longest side of the 'list' map.")] = 64,
     include_image: Annotated[bool, Form(description="Also return the decoded image as a PNG (base64).")] = False,
+    idempotency_key: IdemKey = None,
 ) -> dict[str, Any]:
     """A heatmap of what drove the prediction: overlay PNG, raw map, boxes; plus the prediction. Recorded."""
     t0 = time.perf_counter()
@@ -137,6 +209,11 @@ def explain(
         raise UploadError(422, "bad_option", f"overlay must be 'base64' or 'url', got {overlay!r}.")
     if map_format not in ("list", "npy", "none"):
         raise UploadError(422, "bad_option", f"map_format must be 'list', 'npy' or 'none', got {map_format!r}.")
+    fields = {"patient_id": patient_id, "study_date": study_date, "model": model, "method": method, "target": target,
+              "overlay": overlay, "map_format": map_format, "map_size": map_size, "include_image": include_image}  # fmt: skip
+    request_sha = fingerprint("explain", file, **fields)
+    if (first := replayed(state, caller, idempotency_key, request_sha, response)) is not None:
+        return first
     served, upload, pid, date, source = prepare_upload(state, file, patient_id, study_date, model)
     cam = served.predictor.explain(upload.image, method=method, target=target or None)
     classes = served.predictor.bundle.classes
@@ -148,24 +225,30 @@ def explain(
         "probability": cam.probability,
         "boxes": cam.boxes,
     }
-    rec = state.store.record(
-        kind="explain", model=served.info, input_sha256=upload.sha256, outputs=outputs, patient_id=pid,
-        study_date=date,
-    )  # fmt: skip
     png = overlay_png(upload.image, cam.cam, f"{cam.target} {cam.probability:.2f}")
     expl = dict(outputs["explanation"])
-    if overlay == "url":
-        state.overlays.put(rec["analysis_id"], png)
-        expl["overlay_url"] = f"/v1/explain/{rec['analysis_id']}/overlay.png"
-    else:
+    if overlay == "base64":
         expl["overlay_png_base64"] = png_b64(png)
     if map_format != "none":
         expl["map"] = encode_map(cam.cam, map_format, map_size)
     extra: dict[str, Any] = {"explanation": expl}
     if include_image:
         extra["image_png_base64"] = png_b64(array_png(upload.image))
-    log.info("analysis %s explain model=%s %.1fms", rec["analysis_id"], served.name, 1000 * (time.perf_counter() - t0))
-    return respond(rec, served, source, extra)
+
+    def make_response(rec: dict[str, Any]) -> dict[str, Any]:
+        if overlay == "url":
+            expl["overlay_url"] = f"/v1/explain/{rec['analysis_id']}/overlay.png"
+        return respond(rec, served, source, extra)
+
+    out = save(
+        state, caller, idempotency_key, request_sha, make_response,
+        kind="explain", model=served.info, input_sha256=upload.sha256, outputs=outputs, patient_id=pid,
+        study_date=date,
+    )  # fmt: skip
+    if overlay == "url":
+        state.overlays.put(out["analysis_id"], png)
+    log.info("analysis %s explain model=%s %.1fms", out["analysis_id"], served.name, 1000 * (time.perf_counter() - t0))
+    return out
 
 
 @router.get("/explain/{analysis_id}/overlay.png", response_class=Response)
