@@ -99,3 +99,18 @@ def test_every_source_harmonised_and_left_out_in_turn(shared_data):
     ]
     covid = t.labels[:, t.label_space.index("COVID-19")]
     assert int((covid == 1).sum()) == 2557 + 427 and int(np.isnan(covid).sum()) == 0
+
+
+def test_near_duplicate_hash_finds_resized_copies_and_nothing_across_sources(shared_data):
+    """kaggle-pneumonia-fullres-sample holds the same X-rays as kaggle-pneumonia/train, at their real aspect ratio."""
+    from cxrkit.data.fingerprint import near_duplicates, pixel_dhashes
+
+    fullres = load_dataset(shared_data / "kaggle-pneumonia-fullres-sample")
+    train = load_dataset(shared_data / "kaggle-pneumonia" / "train")
+    names = set(fullres.frame["path"].str.rsplit("/", n=1).str[-1])
+    originals = train.subset(train.frame["path"].str.rsplit("/", n=1).str[-1].isin(names).to_numpy())
+    others = train.subset(np.arange(0, len(train), 25))
+    reference = np.concatenate([pixel_dhashes(originals), pixel_dhashes(others)])
+    assert len(originals) == 200 and near_duplicates(pixel_dhashes(fullres), reference).all()
+    nih = load_dataset(shared_data / "nih-chestxray14-256")
+    assert not near_duplicates(pixel_dhashes(nih), reference).any()

@@ -143,6 +143,14 @@ def evaluate_cmd(
     backend: BackendOpt = "torch",
     precision: PrecisionOpt = "auto",
     strict: StrictOpt = False,
+    by: Annotated[
+        list[str] | None,
+        typer.Option("--by", help="Also a metrics table per group: source | view | sex | age_group (repeatable)."),
+    ] = None,
+    record: Annotated[
+        str | None,
+        typer.Option("--record", help="Store this evaluation in the bundle under NAME (config + MODEL_CARD.md)."),
+    ] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -160,6 +168,8 @@ def evaluate_cmd(
         out=out,
         n_boot=n_boot,
         inference=InferenceOptions(backend=backend, precision=precision, batch_size=batch_size),
+        by=by or [],
+        record=record,
     )
     if as_json:
         print_json(result)
@@ -180,9 +190,32 @@ def evaluate_cmd(
     for k in keys:
         if k in result:
             typer.echo(f"{k:12s} {result[k]}")
+    _print_groups(result)
+    if result.get("recorded"):
+        typer.echo(f"recorded as {result['recorded']['name']!r} in {result['recorded']['bundle']}")
     if out:
         typer.echo(f"report: {out / 'report.html'}")
     _report_skipped(result["skipped"], strict, as_json)
+
+
+def _print_groups(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cxrkit.evaluation.groups import GROUP_HEADER, group_table
+
+    overlap = result.get("overlap_with_training") or {}
+    console = Console(stderr=True)
+    if overlap.get("count"):
+        console.print(
+            f"[bold red]{overlap['count']} of {result['n']} images ({overlap['fraction']:.1%}) were in this model's "
+            "training or validation data: these scores overstate how it does on new images.[/]"
+        )
+    for column, rows in (result.get("by") or {}).items():
+        table = Table(*GROUP_HEADER, title=f"by {column}")
+        for row in group_table(rows):
+            table.add_row(*row)
+        Console().print(table)
 
 
 def threshold_cmd(

@@ -14,6 +14,7 @@ from cxrkit.core.errors import DataFormatError
 from cxrkit.core.files import atomic_write_text
 from cxrkit.core.task import LabelSpace
 from cxrkit.evaluation.arrays import to_jsonable
+from cxrkit.evaluation.groups import GROUP_HEADER, group_table
 from cxrkit.evaluation.plots import learning_curve_plot, plot_all
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,16 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _overlap_warning(result: Mapping[str, Any]) -> str | None:
+    overlap = result.get("overlap_with_training") or {}
+    if not overlap.get("count"):
+        return None
+    return (
+        f"{overlap['count']} of {result.get('n')} images ({overlap['fraction']:.1%}) are images the model was "
+        "trained or validated on; these scores overstate how it does on new images."
+    )
+
+
 def render_markdown(result: Mapping[str, Any], title: str, plots: Mapping[str, str]) -> str:
     """Markdown report; ``plots`` maps plot name to a path relative to the report."""
     parts = [
@@ -138,6 +149,11 @@ def render_markdown(result: Mapping[str, Any], title: str, plots: Mapping[str, s
     table = _class_table(result)
     if table:
         parts += ["## Per class" if result.get("task") == "multiclass" else "## Per finding", "", _md_table(*table), ""]
+    warning = _overlap_warning(result)
+    if warning:
+        parts[4:4] = [f"**Warning: {_md_cell(warning)}**", ""]
+    for column, rows in (result.get("by") or {}).items():
+        parts += [f"## By {_md_cell(str(column))}", "", _md_table(GROUP_HEADER, group_table(rows)), ""]
     if plots:
         parts += ["## Plots", ""]
         for name, rel in plots.items():
@@ -167,6 +183,11 @@ def render_html(result: Mapping[str, Any], title: str, images: Mapping[str, byte
             "<h2>Per class</h2>" if result.get("task") == "multiclass" else "<h2>Per finding</h2>",
             _html_table(*table),
         ]
+    warning = _overlap_warning(result)
+    if warning:
+        body.insert(2, f'<p style="color:#b00"><b>Warning: {esc(warning)}</b></p>')
+    for column, rows in (result.get("by") or {}).items():
+        body += [f"<h2>By {esc(str(column))}</h2>", _html_table(GROUP_HEADER, group_table(rows))]
     if images:
         body.append("<h2>Plots</h2>")
         for name, data in images.items():

@@ -36,6 +36,7 @@ from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.models.card import render_model_card
 from cxrkit.models.heads import logits_to_proba
 from cxrkit.models.intended import IntendedInput
+from cxrkit.models.records import images_config, read_split_record, write_split_record
 from cxrkit.models.registry import create_model, get_model_info
 
 WEIGHTS_FILE = "model.safetensors"
@@ -68,6 +69,12 @@ class Bundle:
     fingerprint: str
     extra: dict[str, Any] = field(default_factory=dict)
     intended_input: IntendedInput | None = None  # what images it was made for (uploads outside it warn)
+    images: dict[str, Any] = field(default_factory=dict)  # config 'images': the split record's description
+    evaluations: dict[str, Any] = field(default_factory=dict)  # config 'evaluations' (cxr evaluate --record)
+
+    def split_record(self) -> dict[str, np.ndarray] | None:
+        """Hashes of the training/validation images (None for bundles saved before splits were recorded)."""
+        return read_split_record(self.path) if self.images else None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -152,6 +159,7 @@ def save_bundle(
     extra: Mapping[str, Any] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     intended_input: IntendedInput | None = None,
+    images: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
     """Write a bundle folder atomically (a reader never sees a half-written bundle).
 
@@ -168,6 +176,8 @@ def save_bundle(
         extra: anything else to keep in ``config.json`` (shown in the model card).
         model_kwargs: extra ``create_model`` kwargs (``image_size`` of the small CNNs is filled in).
         intended_input: the images the model is made for (sizes; uploads outside them get a warning).
+        images: the split record (``cxrkit.data.fingerprint.split_record``): hashes of the training and
+            validation images, written to ``images.npz`` (see ``cxrkit.models.records``).
 
     Returns:
         The bundle path.
@@ -208,8 +218,12 @@ def save_bundle(
     }
     if intended_input is not None:
         config["intended_input"] = intended_input.to_dict()
+    if images is not None:
+        config["images"] = images_config(images)
     with atomic_dir(out_dir) as tmp:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "architecture": arch})
+        if images is not None:
+            write_split_record(tmp, images)
         config["weights_sha256"] = sha256_file(tmp / WEIGHTS_FILE)
         try:
             text = json.dumps(config, indent=2, default=_json_default, allow_nan=True)
@@ -307,6 +321,8 @@ def load_bundle(path: str | Path) -> Bundle:
         fingerprint=digest,
         extra=dict(config.get("extra") or {}),
         intended_input=IntendedInput.from_dict(config.get("intended_input"), str(path / CONFIG_FILE)),
+        images=dict(config.get("images") or {}),
+        evaluations=dict(config.get("evaluations") or {}),
     )
 
 

@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 
 from cxrkit.models.card_audit import AUDIT_KEY, audit_section, audit_warning
+from cxrkit.models.card_evaluations import evaluation_sections
 
 
 def _fmt(value: object) -> str:
@@ -129,6 +130,7 @@ def render_model_card(config: Mapping[str, object]) -> str:
         parts.append("_not recorded_\n")
     for name, values in metrics.items():
         parts += _metrics_section(name, values)
+    parts += evaluation_sections(config)
     extra = dict(config.get("extra") or {})
     extra.pop(AUDIT_KEY, None)
     recipe = extra.pop("recipe", None)

@@ -9,15 +9,56 @@ from typing import Any
 
 import numpy as np
 
-from cxrkit.core.errors import DataFormatError
-from cxrkit.core.task import TaskType
-from cxrkit.data import load_datasets
+from cxrkit.core.errors import ConfigError, DataFormatError
+from cxrkit.core.task import LabelSpace, TaskType
+from cxrkit.data import VOCABULARY, load_datasets
 from cxrkit.data.align import align_labels
-from cxrkit.evaluation import evaluate_predictions, write_report
+from cxrkit.data.fingerprint import content_hashes, data_fingerprint, near_duplicates, pixel_dhashes
+from cxrkit.data.table import CxrTable
+from cxrkit.evaluation import evaluate_predictions, to_jsonable, write_report
+from cxrkit.evaluation.groups import metrics_by_group
 from cxrkit.models import load_bundle, resolve_bundle
 from cxrkit.models.engine import Engine, InferenceOptions
+from cxrkit.models.records import record_evaluation
 
 log = logging.getLogger(__name__)
+
+
+def is_vocabulary_model(space: LabelSpace) -> bool:
+    """A multi-label model whose findings are all in the harmonised vocabulary (``all``, ``nih14``)."""
+    return space.task is TaskType.MULTILABEL and set(space.classes) <= set(VOCABULARY)
+
+
+def _group_column(table: CxrTable, column: str) -> list:
+    if column not in table.frame.columns:
+        known = [c for c in ("source", "dataset", "view", "sex", "age_group", "split") if c in table.frame.columns]
+        raise ConfigError(f"--by {column}: the data has no such column; it has {known}.")
+    values = table.frame[column]
+    if values.isna().all():
+        log.warning("--by %s: no image of this data records its %s; one '(unknown)' group.", column, column)
+    return values.astype("object").where(values.notna(), None).tolist()
+
+
+def seen_images(bundle, table: CxrTable, content: np.ndarray) -> dict[str, Any]:
+    """How many of ``table``'s images the bundle was trained or validated on (exact copies or near-duplicates)."""
+    record = bundle.split_record()
+    if record is None:
+        return {"checked": False, "reason": "the bundle records no image hashes (saved before cxrkit recorded them)"}
+    seen = {bytes(r) for r in np.concatenate([record["train_content"], record["val_content"]])}
+    exact = np.array([bytes(r) in seen for r in content], dtype=bool)
+    reference = np.concatenate([record["train_dhash"], record["val_dhash"]])
+    near = near_duplicates(pixel_dhashes(table.subset(~exact)), reference) if (~exact).any() else np.zeros(0, bool)
+    count = int(exact.sum() + near.sum())
+    return {
+        "checked": True,
+        "count": count,
+        "fraction": count / max(1, len(table)),
+        "exact": int(exact.sum()),
+        "near_duplicate": int(near.sum()),
+    }
+
+
+_NOT_RECORDED = ("calibration", "accuracy_vs_threshold", "bootstrap", "model", "inference", "skipped", "by")
 
 
 def evaluate_model(
@@ -29,9 +70,17 @@ def evaluate_model(
     n_boot: int = 1000,
     batch_size: int = 32,
     inference: InferenceOptions | None = None,
+    by: Sequence[str] = (),
+    record: str | None = None,
 ) -> dict[str, Any]:
+    """Evaluate a bundle on labelled data at its stored thresholds.
+
+    ``by``: table columns (source, view, sex, age_group, dataset) to report metrics per group of (key ``by``).
+    ``record``: store this evaluation in the bundle under that name (config ``evaluations``, shown in its card).
+    The result has ``overlap_with_training``: images of the data the bundle was trained or validated on.
+    """
     bundle = load_bundle(resolve_bundle(model))
-    table = load_datasets(list(data))
+    table = load_datasets(list(data), harmonise=is_vocabulary_model(bundle.label_space))
     if split:
         table = table.split(split)
     elif table.frame["split"].eq("test").any():
@@ -41,11 +90,22 @@ def evaluate_model(
         table = table.split("test")
     if not len(table):
         raise DataFormatError(f"No images to evaluate in {list(data)} (split {split!r}).")
-    labels = align_labels(table, bundle.classes, label_map)
+    labels = align_labels(table, bundle.classes, label_map, data=data, strict=True)
     space = bundle.label_space
     if space.task is TaskType.BINARY:
         keep = ~np.isnan(labels[:, 1])
         table, labels = table.subset(keep), labels[keep]
+    groups = {column: _group_column(table, column) for column in by}  # bad --by fails before inference
+    content = content_hashes(table)
+    overlap = seen_images(bundle, table, content)
+    if overlap.get("count"):
+        log.warning(
+            "%d of %d images (%.1f%%) were in this model's training or validation data: these scores overstate "
+            "how it does on new images. Evaluate on data it has not seen.",
+            overlap["count"],
+            len(table),
+            100 * overlap["fraction"],
+        )
     engine = Engine(bundle, inference or InferenceOptions(batch_size=batch_size))
     skipped: list[dict[str, Any]] = []
     probs = engine.run_table(table, "proba", progress=True, skipped=skipped)
@@ -54,12 +114,26 @@ def evaluate_model(
         keep[[s["row"] for s in skipped]] = False
         if not keep.any():
             raise DataFormatError(f"None of the {len(table)} images could be read, e.g. {skipped[0]['error']}")
-        table, labels = table.subset(keep), labels[keep]
+        table, labels, content = table.subset(keep), labels[keep], content[keep]
+        groups = {c: [g for g, k in zip(v, keep, strict=True) if k] for c, v in groups.items()}
     thresholds = None if space.task is TaskType.MULTICLASS else [bundle.thresholds[k] for k in bundle.thresholds]
     result = evaluate_predictions(space, labels, probs, thresholds=thresholds, n_boot=n_boot)
     result["model"] = {"path": str(bundle.path), "architecture": bundle.architecture, "sha256": bundle.fingerprint}
     result["inference"] = engine.describe()
     result["skipped"] = [{"path": s["path"], "error": s["error"]} for s in skipped]
+    result["overlap_with_training"] = overlap
+    result["data_fingerprint"] = data_fingerprint(content)
+    if groups:
+        result["by"] = {
+            c: metrics_by_group(space, labels, probs, g, thresholds, n_boot=n_boot) for c, g in groups.items()
+        }
+    if record:
+        entry = {"data": [str(d) for d in data], "split": split, "label_map": list(label_map)}
+        entry["metrics"] = {k: v for k, v in result.items() if k not in _NOT_RECORDED}
+        entry.update(n=result["n"], by=result.get("by", {}), overlap_with_training=overlap)
+        entry["data_fingerprint"] = result["data_fingerprint"]
+        record_evaluation(bundle.path, record, to_jsonable(entry))
+        result["recorded"] = {"bundle": str(bundle.path), "name": record}
     if out is not None:
         write_report(result, out, labels, probs, space, title=f"{bundle.path.name} on {', '.join(map(str, data))}")
     return result

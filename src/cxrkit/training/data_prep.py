@@ -9,6 +9,7 @@ import numpy as np
 from cxrkit.core.errors import ConfigError
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.data import assign_splits, check_no_leakage, load_datasets, undersample
+from cxrkit.data.fingerprint import apply_recorded_split
 from cxrkit.data.harmonise import drop_unlabelled_findings
 from cxrkit.data.table import CxrTable
 from cxrkit.models.intended import IntendedInput
@@ -104,3 +105,12 @@ def intended_input(table: CxrTable, spec: DataSpec, sample: int = 200) -> Intend
         min_side=max(8, smallest // 2),
         max_side=4 * largest if largest <= 128 else None,
     )
+
+
+def validation_split(spec: DataSpec, record: dict[str, np.ndarray] | None = None) -> CxrTable:
+    """The validation rows a bundle was validated on: its recorded split where it has one (exact, by image
+    content hash), else the recipe's split redone (bundles saved before splits were recorded)."""
+    table = prepare_table(spec)
+    if record is not None:
+        table = apply_recorded_split(table, record)
+    return table.split("val")

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
-from cxrkit.core.files import atomic_dir
 from cxrkit.evaluation import choose_thresholds, evaluate_predictions, to_jsonable
 from cxrkit.models import load_bundle, resolve_bundle
-from cxrkit.models.bundle import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, normalise_thresholds
-from cxrkit.models.card import render_model_card
+from cxrkit.models.bundle import CONFIG_FILE, normalise_thresholds
 from cxrkit.models.inference import predict_proba
-from cxrkit.training.data_prep import prepare_table
+from cxrkit.models.records import rewrite_bundle
+from cxrkit.training.data_prep import validation_split
 from cxrkit.training.precision import bf16_check
 from cxrkit.training.recipe import DataSpec
 
@@ -36,7 +34,7 @@ def rethreshold_bundle(
         target_sensitivity = target_sensitivity or (recipe.get("threshold") or {}).get("target_sensitivity")
     if "data" not in recipe:
         raise ValueError(f"{bundle.path}: no recorded recipe; re-thresholding needs the training data spec.")
-    val = prepare_table(DataSpec(**recipe["data"])).split("val")
+    val = validation_split(DataSpec(**recipe["data"]), bundle.split_record())
     probs = predict_proba(bundle.model, bundle.label_space, val, bundle.preprocessing)
     precision_check = {"bf16": bf16_check(bundle.model, bundle.label_space, val, bundle.preprocessing, probs)}
     thresholds = choose_thresholds(
@@ -51,10 +49,6 @@ def rethreshold_bundle(
     config["metrics"] = {**config.get("metrics", {}), "validation": to_jsonable(val_metrics)}
     config["extra"] = {**config.get("extra", {}), "recipe": recipe, "threshold_method": method}
     config["extra"]["precision_check"] = precision_check
-    text = json.dumps(config, indent=2)
-    # The weights file is copied byte for byte, so the bundle's sha256 (its identity) stays the same.
-    with atomic_dir(dest) as tmp:
-        shutil.copyfile(bundle.path / WEIGHTS_FILE, tmp / WEIGHTS_FILE)
-        (tmp / CONFIG_FILE).write_text(text + "\n", encoding="utf-8")
-        (tmp / CARD_FILE).write_text(render_model_card(config), encoding="utf-8")
+    # The weights file (and the split record) are copied byte for byte: the bundle's sha256 stays the same.
+    rewrite_bundle(bundle.path, config, dest)
     return {"bundle": str(dest), "method": method, "thresholds": thresholds, "validation": val_metrics}

@@ -19,6 +19,7 @@ from cxrkit.core.files import atomic_write_text
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.data import class_weights
 from cxrkit.data.augment import Augmentation, BatchAugment
+from cxrkit.data.fingerprint import split_record
 from cxrkit.data.table import CxrTable
 from cxrkit.evaluation import choose_thresholds, evaluate_predictions, learning_curve_plot, write_report
 from cxrkit.models import create_model, get_model_info, save_bundle
@@ -209,6 +210,7 @@ def _finish(
         data_summary=data_summary(table, recipe.data),
         license=recipe.license,
         intended_input=intended_input(table, recipe.data),
+        images=split_record(train, val),  # the exact split and seen-image hashes (cxrkit.models.records)
         extra={
             "recipe": recipe.to_dict(),
             "best_epoch": best_epoch,
