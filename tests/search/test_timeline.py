@@ -134,3 +134,29 @@ def test_most_complete_key_wins_when_none_is_complete():
     order, key, _, notes = order_studies(f)
     assert key == "offset" and order.tolist()[:3] == [2, 1, 3] and order.tolist()[3] == 0
     assert any("1 image(s) without an offset" in n for n in notes)
+
+
+@pytest.mark.parametrize(
+    "dates",
+    [
+        [f"2024-03-{d:02d}" for d in range(1, 30, 3)],  # ten studies in a month
+        ["2024-04-01", "2024-04-02"],  # a day apart: no hour ticks
+        ["2019-01-05", "2024-06-01"],
+        [f"{y}-01-01" for y in range(2000, 2024, 2)],
+    ],
+)
+def test_timeline_date_labels_do_not_overlap(dates):
+    """Issue 12, item 13: the timeline's date tick labels must not overlap."""
+    from cxrkit.search.timeline import timeline_figure
+
+    studies = [
+        {"study": i + 1, "order_value": d, "severity": 0.5, "probabilities": {"NORMAL": 0.5, "PNEUMONIA": 0.5}}
+        for i, d in enumerate(dates)
+    ]
+    fig = timeline_figure({"ordered_by": "study_date", "patient_id": "P", "verdict": "stable", "studies": studies})
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in fig.axes[0].get_xticklabels() if t.get_visible() and t.get_text()]
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    assert len(boxes) >= 2
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :]), [t.get_text() for t in labels]
+    assert not any(":" in t.get_text() or " " in t.get_text() for t in labels)  # whole days, no hours

@@ -389,10 +389,19 @@ def rank_patients(
 
 def timeline_plot(timeline: dict[str, Any], out_png: str | Path) -> Path:
     """Severity against date / offset / study number, each point labelled; the drift verdict in the title."""
+    from cxrkit.core.files import atomic_path
+
+    fig = timeline_figure(timeline)
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return out_png
+
+
+def timeline_figure(timeline: dict[str, Any]) -> Any:
+    """The matplotlib ``Figure`` behind ``timeline_plot`` (laid out, not saved)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from cxrkit.core.files import atomic_path
 
     studies = timeline["studies"]
     if not studies:
@@ -457,9 +466,22 @@ def timeline_plot(timeline: dict[str, Any], out_png: str | Path) -> Path:
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     elif key == "study_date":
-        fig.autofmt_xdate()
+        _date_axis(ax, x)
     fig.tight_layout()
-    out_png = Path(out_png)
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    return out_png
+    return fig
+
+
+def _date_axis(ax: Any, dates: list[Any]) -> None:
+    """Whole-day ticks, at most 7, with concise labels that do not overlap (nor show hours of a date)."""
+    import datetime as dt
+
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    lo, hi = min(dates), max(dates)
+    pad = max(dt.timedelta(days=1), (hi - lo) * 0.06)
+    if hi - lo < dt.timedelta(days=6):  # a few days apart: widen to a week, so ticks fall on days
+        pad = max(pad, (dt.timedelta(days=7) - (hi - lo)) / 2)
+    ax.set_xlim(lo - pad, hi + pad)
+    locator = AutoDateLocator(minticks=3, maxticks=7)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator, show_offset=True))
