@@ -54,6 +54,7 @@ def test_upload_shows_findings_heatmap_similar_and_timeline(browser, make_client
         page.fill("#patient", "WEB-1")
         page.fill("#date", "2024-05-06")
         page.set_input_files("#file", str(image))
+        page.click("#go")  # analysis starts from the button, never from the file choice alone
         page.wait_for_selector("#findings li", timeout=30_000)
         page.wait_for_function(
             "() => { const i = document.querySelector('#heatmap'); return i && i.complete && i.naturalWidth > 0; }",
@@ -84,3 +85,87 @@ def test_upload_shows_findings_heatmap_similar_and_timeline(browser, make_client
         page.close()
     assert errors == []
     assert app.state.cxr.store.count() == 2  # the prior study + one analysis for the page's image
+
+
+HOT = "rgb(192, 57, 43)"  # --hot: the alarm red
+
+
+def _open(browser, srv, width=1280):
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    page.goto(srv.url + "/", wait_until="domcontentloaded")
+    page.wait_for_function("document.querySelector('#model').options.length > 0", timeout=20_000)
+    return page
+
+
+def test_analyse_waits_for_the_button_warns_and_clears_after_a_failure(browser, make_client, tmp_path):
+    """Issue 12, item 13: no analysis on file choice; intended-input warning; NORMAL not red; failures clear."""
+    _, app = make_client()
+    store = app.state.cxr.store
+    big, bad = tmp_path / "big.png", tmp_path / "broken.png"
+    big.write_bytes(png_bytes(3, size=300, bright_blob=True))  # the tiny model was trained on 32 px images
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    with LiveServer(app) as srv:
+        page = _open(browser, srv)
+        page.set_input_files("#file", str(big))
+        page.wait_for_timeout(1500)
+        assert store.count() == 0 and page.is_enabled("#go")  # choosing a file does not analyse it
+        page.fill("#patient", "WEB-2")
+        page.click("#go")
+        page.wait_for_selector("#findings li", timeout=30_000)
+        assert store.count() == 1 and store.patient_analyses("WEB-2")
+        assert page.is_visible("#warnings") and "larger than the model was made for" in page.inner_text("#warnings")
+        page.eval_on_selector("#threshold", "el => { el.value = 0; el.dispatchEvent(new Event('input')); }")
+        normal = page.locator("#findings li.above", has_text="NORMAL")
+        sick = page.locator("#findings li.above", has_text="PNEUMONIA")
+        assert normal.evaluate("li => getComputedStyle(li.querySelector('.name')).color") != HOT
+        assert sick.evaluate("li => getComputedStyle(li.querySelector('.name')).color") == HOT
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "browser_warning.png"), full_page=True)
+        page.set_input_files("#file", str(bad))
+        page.click("#go")
+        page.wait_for_selector("#error", state="visible", timeout=30_000)
+        assert page.locator("#findings li").count() == 0 and page.locator("#heatmap").count() == 0
+        assert not page.is_visible("#warnings") and not page.is_visible("#viewtoggle")
+        assert "No image analysed yet" in page.inner_text("#summary")
+        page.screenshot(path=str(ARTIFACTS / "browser_failed_upload.png"), full_page=True)
+        page.close()
+    assert store.count() == 1
+
+
+def test_header_fits_on_one_phone_width(browser, make_client):
+    _, app = make_client()
+    with LiveServer(app) as srv:
+        page = _open(browser, srv, width=420)
+        header = page.evaluate(
+            "() => { const h = document.querySelector('header'), s = h.querySelector('.sub');"
+            " return {height: h.getBoundingClientRect().height, sub: s.getBoundingClientRect().height,"
+            " scroll: document.documentElement.scrollWidth}; }"
+        )
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "browser_420px.png"), full_page=True)
+        page.close()
+    assert header["scroll"] <= 420  # no sideways scrolling
+    assert header["sub"] <= 20 and header["height"] <= 80, header  # two lines at most, the subtitle on one
+
+
+def test_multiclass_result_never_contradicts_itself(browser, tmp_path):
+    """Issue 12, item 12: an exclusive multi-class model shows its most probable class as the call."""
+    from cxrkit.serving.app import create_app
+    from cxrkit.serving.predictor import Predictor
+
+    app = create_app({"covid3": Predictor.load("covid3")}, db_url=f"sqlite:///{tmp_path / 'c.db'}")
+    image = tmp_path / "x.png"
+    image.write_bytes(png_bytes(5, size=200, bright_blob=True))
+    with LiveServer(app) as srv:
+        page = _open(browser, srv)
+        page.set_input_files("#file", str(image))
+        page.click("#go")
+        page.wait_for_selector("#findings li", timeout=60_000)
+        top = page.locator("#findings li .name").first.inner_text()
+        summary = page.inner_text("#summary")
+        assert f"Call: {top}" in summary and "none" not in summary
+        assert page.locator("#findings li.above").count() == 1
+        assert page.locator("#findings li.above .name").inner_text() == top
+        assert not page.is_visible("#sliderbox")
+        page.close()
+    app.state.cxr.store.close()

@@ -14,7 +14,7 @@ INDEX_HTML = r"""<!doctype html>
 <link rel="icon" href="data:,">
 <style>
   :root { --bg:#f5f6f8; --card:#fff; --ink:#1d2330; --muted:#667085; --line:#e3e6eb; --accent:#2457c5;
-          --hot:#c0392b; --hot-bg:#fdecea; --ok:#1e7b4a; }
+          --hot:#c0392b; --hot-bg:#fdecea; --ok:#1e7b4a; --ok-bg:#e8f5ee; }
   * { box-sizing: border-box; }
   body { margin:0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; background:var(--bg); color:var(--ink); }
   header { background:#1d2330; color:#fff; padding:12px 24px; display:flex; align-items:baseline; gap:16px; flex-wrap:wrap; }
@@ -54,12 +54,18 @@ INDEX_HTML = r"""<!doctype html>
   #findings li.above { background:var(--hot-bg); border-color:#f3c1bb; }
   #findings li.above .name, #findings li.above .p { color:var(--hot); }
   #findings li.above .bar span { background:var(--hot); }
+  /* A normal-like class (NORMAL, No Finding) is good news: never alarm red. */
+  #findings li.above.normal { background:var(--ok-bg); border-color:#b7dfc8; }
+  #findings li.above.normal .name, #findings li.above.normal .p { color:var(--ok); }
+  #findings li.above.normal .bar span { background:var(--ok); }
+  #warnings { display:none; background:#fff8e1; color:#6b4e00; border:1px solid #f0d68a; border-radius:8px; padding:8px 10px; margin:0 0 10px; font-size:13px; }
   .slider { margin-top:14px; padding-top:12px; border-top:1px solid var(--line); }
   .slider input { width:100%; }
   .slider .row { display:flex; justify-content:space-between; font-size:13px; color:var(--muted); }
   .meta { font-size:12px; color:var(--muted); margin-top:12px; overflow-wrap:anywhere; }
   .summary { font-size:14px; margin:0 0 10px; }
   .summary b { color:var(--hot); }
+  .summary b.normal { color:var(--ok); }
   #gallery { display:grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap:12px; }
   .case { border:1px solid var(--line); border-radius:8px; overflow:hidden; background:#fafbfc; font-size:12px; }
   .case img { width:100%; aspect-ratio:1/1; object-fit:cover; background:#0d1117; display:block; }
@@ -72,6 +78,13 @@ INDEX_HTML = r"""<!doctype html>
   .muted { color:var(--muted); font-size:13px; }
   .hidden { display:none !important; }
   @media (max-width: 900px) { main, .results { grid-template-columns: 1fr; } }
+  /* Phones: title and status on one line, the subtitle on one line below (clipped, never wrapped). */
+  @media (max-width: 600px) {
+    header { padding:10px 14px; gap:2px 12px; }
+    header .sub { order:3; flex-basis:100%; min-width:0; font-size:12px; white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
+    header .status { white-space:nowrap; overflow:hidden; text-overflow:ellipsis; max-width:65%; }
+    main { padding:12px 10px 30px; }
+  }
 </style>
 </head>
 <body>
@@ -96,7 +109,7 @@ INDEX_HTML = r"""<!doctype html>
       <input type="password" id="apikey" autocomplete="off">
     </div>
     <button id="go" disabled>Analyse</button>
-    <p class="hint">Each analysis is recorded in the case store (model, input hash, patient ID and study date when given).</p>
+    <p class="hint">Choose an image, add the patient ID and study date if you have them, then Analyse. Each analysis is recorded in the case store (model, input hash, patient ID and study date when given).</p>
   </section>
   <section>
     <div id="error"></div>
@@ -110,6 +123,7 @@ INDEX_HTML = r"""<!doctype html>
       </div>
       <div class="card">
         <h2>Findings</h2>
+        <div id="warnings" role="alert"></div>
         <p class="summary" id="summary"><span class="muted">No image analysed yet.</span></p>
         <ul id="findings"></ul>
         <div class="slider hidden" id="sliderbox">
@@ -175,10 +189,29 @@ async function loadModels() {
   } catch (e) { showError(e.status === 401 ? "This server needs an API key: enter it on the left." : e.message); }
 }
 
+const NORMAL_RE = /^(normal|no[ _]finding|healthy|negative)$/i;
+const PLACEHOLDER = '<div class="placeholder">Choose an image to see the model\'s findings and the regions that drove them.</div>';
+
+// Analysis starts only from the Analyse button: the patient ID and date can be typed after choosing a file.
 function setFile(f) {
   if (!f) return;
   S.file = f; $("#filename").textContent = `${f.name} (${(f.size / 1024).toFixed(0)} KB)`;
-  $("#go").disabled = false; analyse();
+  clearResults(); $("#go").disabled = false;
+}
+// Nothing of a previous image may stay on screen beside a new file or a failed analysis.
+function clearResults() {
+  S.result = null;
+  $("#findings").innerHTML = ""; $("#meta").innerHTML = "";
+  $("#summary").innerHTML = '<span class="muted">No image analysed yet.</span>';
+  $("#viewer").innerHTML = PLACEHOLDER;
+  showWarnings([]);
+  for (const id of ["#viewtoggle", "#sliderbox", "#similarcard", "#timelinecard"]) $(id).classList.add("hidden");
+  $("#gallery").innerHTML = ""; $("#timeline").innerHTML = ""; $("#tlsummary").innerHTML = "";
+}
+function showWarnings(list) {
+  const w = $("#warnings");
+  w.innerHTML = list.map((t) => `<div>&#9888; ${esc(t)}</div>`).join("");
+  w.style.display = list.length ? "block" : "none";
 }
 const drop = $("#drop");
 drop.addEventListener("click", () => $("#file").click());
@@ -214,35 +247,47 @@ async function analyse() {
     if (r.patient_id) { if (!$("#patient").value) $("#patient").value = r.patient_id; tasks.push(timeline(r.patient_id, r.model.name)); }
     else $("#timelinecard").classList.add("hidden");
     await Promise.all(tasks);
-  } catch (e) { showError(`Could not analyse ${S.file.name}: ${e.message}`); }
+  } catch (e) { clearResults(); showError(`Could not analyse ${S.file.name}: ${e.message}`); }
   finally { $("#go").disabled = false; $("#go").textContent = "Analyse"; }
 }
 
+function exclusive() { return S.result && S.result.model.task === "multiclass"; }
 function renderFindings() {
   const r = S.result, ul = $("#findings"); ul.innerHTML = "";
+  showWarnings(r.warnings || []);
   for (const c of r.ranked) {
-    const li = document.createElement("li"); li.dataset.p = c.probability;
+    const li = document.createElement("li"); li.dataset.p = c.probability; li.dataset.cls = c.class;
+    if (NORMAL_RE.test(c.class)) li.classList.add("normal");
     li.innerHTML = `<span class="name">${esc(c.class)}</span><span class="p">${c.probability.toFixed(3)}</span><span class="bar"><span style="width:${(100 * c.probability).toFixed(1)}%"></span></span>`;
     ul.appendChild(li);
   }
-  $("#sliderbox").classList.remove("hidden");
+  // Exclusive classes: the call is the most probable class; a threshold slider would contradict it.
+  $("#sliderbox").classList.toggle("hidden", exclusive());
   const m = r.model;
   $("#meta").innerHTML = `Model <b>${esc(m.name)}</b> ${esc(m.architecture)} v${esc(m.version)} &middot; sha256 ${esc(m.sha256.slice(0, 12))}&hellip;<br>`
     + `Analysis ${esc(r.analysis_id)} &middot; ${esc(r.input.format.toUpperCase())} ${r.input.width}&times;${r.input.height}`
     + (r.patient_id ? ` &middot; patient ${esc(r.patient_id)}${r.patient_id_source === "dicom" ? " (from DICOM)" : ""}` : "")
-    + (r.study_date ? ` &middot; study ${esc(r.study_date)}` : "");
+    + (r.study_date ? ` &middot; study ${esc(r.study_date)}` : "")
+    + (m.intended_input && m.intended_input.description ? `<br>Made for: ${esc(m.intended_input.description)}` : "");
   recolour();
 }
+function named(list) { return list.map((c) => `<b class="${NORMAL_RE.test(c) ? "normal" : ""}">${esc(c)}</b>`).join(", "); }
 function recolour() {
   const t = parseFloat($("#threshold").value); $("#thval").textContent = t.toFixed(2);
-  const above = [];
-  for (const li of document.querySelectorAll("#findings li")) {
-    const on = parseFloat(li.dataset.p) >= t; li.classList.toggle("above", on);
-    if (on) above.push(li.querySelector(".name").textContent);
-  }
   if (!S.result) return;
-  const model = S.result.findings.map(esc).join(", ") || "none";
-  $("#summary").innerHTML = `Model findings: <b>${model}</b><br><span class="muted">At ${t.toFixed(2)}: ${above.map(esc).join(", ") || "none above"}</span>`;
+  const items = [...document.querySelectorAll("#findings li")];
+  if (exclusive()) {
+    const call = S.result.ranked[0];
+    items.forEach((li) => li.classList.toggle("above", li.dataset.cls === call.class));
+    $("#summary").innerHTML = `Call: ${named([call.class])} (${call.probability.toFixed(2)})<br><span class="muted">The most probable of ${S.result.ranked.length} exclusive classes.</span>`;
+    return;
+  }
+  const above = [];
+  for (const li of items) {
+    const on = parseFloat(li.dataset.p) >= t; li.classList.toggle("above", on);
+    if (on) above.push(li.dataset.cls);
+  }
+  $("#summary").innerHTML = `Model findings: ${named(S.result.findings) || "<b>none</b>"}<br><span class="muted">At ${t.toFixed(2)}: ${above.map(esc).join(", ") || "none above"}</span>`;
 }
 
 function drawImage() {
