@@ -96,3 +96,15 @@ def test_class_weights():
         LabelSpace(TaskType.MULTILABEL, ("A", "B")),
     )
     np.testing.assert_allclose(class_weights(ml), [3.0, 0.5])  # B: 1 negative, 2 positives, NaN ignored
+
+
+def test_undersample_warns_when_a_class_has_fewer(caplog):
+    """Issue 12, item 14: --per-class N returning fewer than N images of a class says so."""
+    t = synthetic()
+    counts = t.class_counts()
+    with caplog.at_level("WARNING", logger="cxrkit.data.splits"):
+        out = undersample(t, per_class=counts["PNEUMONIA"] + 10)
+    assert out.class_counts()["PNEUMONIA"] == counts["PNEUMONIA"]
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "PNEUMONIA" in msg and f"{counts['PNEUMONIA']} of the {counts['PNEUMONIA'] + 10}" in msg
+    assert "NORMAL" not in msg and any("PNEUMONIA" in n for n in out.notes)

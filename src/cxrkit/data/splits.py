@@ -159,11 +159,18 @@ def undersample(table: CxrTable, per_class: int, seed: int = 0) -> CxrTable:
         raise ConfigError("Undersampling to N per class needs exclusive classes; use class weights for multi-label.")
     rng = np.random.default_rng(seed)
     idx = table.class_index()
-    keep = []
+    keep, short = [], []
     for c in range(len(table.classes)):
         rows = np.flatnonzero(idx == c)
+        if len(rows) < per_class:
+            short.append(f"{table.classes[c]} has only {len(rows)} of the {per_class} asked for")
         keep.extend(rng.choice(rows, size=min(per_class, len(rows)), replace=False).tolist())
-    return table.subset(np.array(sorted(keep), dtype=int))
+    out = table.subset(np.array(sorted(keep), dtype=int))
+    if short:
+        note = f"undersampling to {per_class} per class: " + "; ".join(short) + " (all of them kept)"
+        log.warning("%s", note)
+        out.notes.append(note)
+    return out
 
 
 def class_weights(table: CxrTable) -> np.ndarray:
