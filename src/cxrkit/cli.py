@@ -33,6 +33,24 @@ PrecisionOpt = Annotated[
 ]
 
 
+# Libraries whose INFO lines are noise to a cxr user: faiss's CPU-feature probing ("Loading faiss with
+# AVX2 support", "Could not load library with AVX2 support"), onnx_ir/onnxscript's per-pass lines
+# during `cxr export` (71 of them), torch.onnx's export chatter.
+QUIET_LOGGERS = ("faiss.loader", "onnx_ir", "onnxscript", "torch.onnx", "torch.export")
+
+
+class _NoLightningTips(logging.Filter):
+    """Drop Lightning's advertising ("💡 Tip: ... litlogger") and its accelerator inventory lines."""
+
+    NOISE = ("Tip:", "GPU available:", "TPU available:", "HPU available:", "litlogger", "LitLogger")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(("lightning", "pytorch_lightning")):
+            return True
+        msg = record.getMessage()
+        return not any(n in msg for n in self.NOISE)
+
+
 def setup_logging(quiet: bool) -> None:
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
@@ -40,6 +58,13 @@ def setup_logging(quiet: bool) -> None:
         stream=sys.stderr,
         force=True,
     )
+    # Lightning gives itself a handler when imported before logging was set up: filter that one too.
+    for logger in (logging.getLogger(), logging.getLogger("lightning.pytorch"), logging.getLogger("lightning.fabric")):
+        for handler in logger.handlers:
+            if not any(isinstance(f, _NoLightningTips) for f in handler.filters):
+                handler.addFilter(_NoLightningTips())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

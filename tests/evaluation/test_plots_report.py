@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -106,3 +107,22 @@ def test_report_rejects_mismatched_task(tmp_path, binary_space, multilabel_space
     result = evaluate_predictions(multilabel_space, y, p, n_boot=0)
     with pytest.raises(DataFormatError, match="multilabel"):
         write_report(result, tmp_path, y, p, binary_space)
+
+
+def test_reliability_gap_does_not_cover_the_bars_and_is_in_the_legend(binary_space, monkeypatch, tmp_path):
+    """Issue 12, item 14: the gap overlay must leave the observed bars visible and have a legend entry."""
+    from matplotlib.colors import to_rgb
+
+    from cxrkit.evaluation import plots
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out: figs.append(fig) or Path(out))
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 400)
+    y = (rng.uniform(0, 1, 400) < 0.5 + 0.6 * (p - 0.5)).astype(float)
+    plots.reliability_plot(binary_space, np.stack([1 - y, y], 1), p[:, None], tmp_path / "rel.png")
+    ax = figs[0].axes[0]
+    fills = {tuple(round(c, 3) for c in to_rgb(r.get_facecolor())) for r in ax.patches}
+    assert fills == {tuple(round(c, 3) for c in to_rgb("tab:blue"))}  # only the observed bars are filled
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "Mean confidence" in labels and any("Gap" in t for t in labels)

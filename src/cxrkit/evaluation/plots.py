@@ -203,15 +203,12 @@ def reliability_plot(
     FigureCanvasAgg(fig)
     ax, hist = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.bar(centers, np.nan_to_num(acc), width=width * 0.95, color="tab:blue", alpha=0.75, label="Observed")
-    ax.bar(
-        centers,
-        np.nan_to_num(conf - acc),
-        bottom=np.nan_to_num(acc),
-        width=width * 0.95,
-        color="tab:red",
-        alpha=0.3,
-        label="Gap to confidence",
-    )
+    # The gap is drawn as lines (mean confidence per bin, joined to the bar top), never as a filled
+    # overlay: a translucent red box over the bar hid it wherever confidence was below the observed rate.
+    has = np.isfinite(acc) & np.isfinite(conf)
+    ax.hlines(conf[has], centers[has] - width * 0.42, centers[has] + width * 0.42, color="tab:red", lw=2,
+              label="Mean confidence")  # fmt: skip
+    ax.vlines(centers[has], acc[has], conf[has], color="tab:red", lw=1.2, ls=":", label="Gap (miscalibration)")
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="Perfect calibration")
     ece = cal["ece"]
     ax.set(ylim=(0, 1), ylabel="Observed frequency", title=f"{title} (ECE {ece:.3f})" if ece is not None else title)

@@ -193,11 +193,13 @@ class Engine:
         what: str = "proba",
         progress: bool = False,
         skipped: list[dict[str, Any]] | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """``what``: "proba" (N x outputs), "embedding" (N x D) or "both" (a tuple) for every image of ``table``.
 
         ``skipped``: when a list, each unreadable image is appended as ``{"row", "path", "error"}``
         (logged as a warning) and its row is left out of the output; when None, the first one raises.
+        ``on_batch``: called with the number of images after each batch (progress reporting).
         """
         if what not in ("proba", "embedding", "both"):
             raise ValueError(f"what must be proba, embedding or both, not {what!r}")
@@ -218,6 +220,8 @@ class Engine:
                     skipped.append({"row": row + int(i), "path": path, "error": errors[0][i]})
                 lo, fe = lo[ok], fe[ok]
             row += len(x)
+            if on_batch is not None:
+                on_batch(len(x))
             logits.append(lo)
             feats.append(fe)
         n_out = 1 if self.bundle.label_space.task is TaskType.BINARY else len(self.bundle.classes)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from cxrkit.core.files import atomic_path, atomic_write_text
+from cxrkit.core.progress import Progress
 from cxrkit.data.images import load_image
 from cxrkit.data.table import CxrTable
 from cxrkit.data.transforms import ImageTransform
@@ -122,11 +123,8 @@ def embed_table(
     work = Path(work_dir) if work_dir is not None else None
     if work is not None:
         _prepare_work_dir(work, _work_key(bundle, table, chunk_size))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, desc="embedding", unit="img")
+    # A bar on a terminal, else a log line every few seconds: a large build must never look hung.
+    bar = Progress(n, "embedding", bar=progress, logger=__name__)
     parts: list[np.ndarray] = []
     computed = 0
     engine = _index_engine(bundle, batch_size, num_workers, device)
@@ -137,17 +135,16 @@ def embed_table(
             arr = _load_chunk(chunk_file, stop - start) if chunk_file is not None and chunk_file.is_file() else None
             if arr is None:
                 sub = table.subset(np.arange(start, stop))
-                arr = l2_normalise(engine.run_table(sub, "embedding"))
+                arr = l2_normalise(engine.run_table(sub, "embedding", on_batch=bar.update))
                 computed += 1
                 if chunk_file is not None:
                     with atomic_path(chunk_file) as tmp, open(tmp, "wb") as f:
                         np.save(f, arr, allow_pickle=False)
+            else:
+                bar.update(stop - start)  # a chunk reused from an interrupted run
             parts.append(arr)
-            if bar is not None:
-                bar.update(stop - start)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if work is not None and computed < len(starts):
         log.info("Resumed: %d of %d chunks reused from %s.", len(starts) - computed, len(starts), work)
     if not parts:

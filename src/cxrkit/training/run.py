@@ -24,6 +24,7 @@ from cxrkit.data.table import CxrTable
 from cxrkit.evaluation import choose_thresholds, evaluate_predictions, learning_curve_plot, write_report
 from cxrkit.models import create_model, get_model_info, save_bundle
 from cxrkit.models.inference import predict_proba
+from cxrkit.training.callbacks import EpochLog
 from cxrkit.training.data_prep import data_summary, intended_input, prepare_table
 from cxrkit.training.datamodule import CxrDataModule
 from cxrkit.training.module import CxrClassifier, headline_auroc
@@ -127,6 +128,8 @@ def _trainer(
         last,
         EarlyStopping(monitor=t.monitor, mode=mode, patience=t.patience, check_finite=False),
     ]
+    if not progress:  # no bar (not a terminal, or --quiet): a line per epoch instead of silence
+        callbacks.append(EpochLog())
     callbacks += list(extra)
     kwargs: dict[str, Any] = {}
     if t.limit_train_batches is not None:
