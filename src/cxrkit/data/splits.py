@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 from cxrkit.core.errors import ConfigError, DataFormatError, LeakageError
 from cxrkit.data.table import SPLITS, CxrTable
@@ -78,6 +77,8 @@ def patient_kfold(table: CxrTable, k: int = 5, seed: int = 0) -> Iterator[tuple[
     """Yield (train_idx, val_idx) for k folds with no patient in two folds, stratified by class."""
     if k < 2:
         raise ConfigError(f"k must be at least 2, got {k}.")
+    from sklearn.model_selection import StratifiedGroupKFold  # lazy: inference needs no scikit-learn
+
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     yield from splitter.split(np.zeros(len(table)), _strata(table), table.group_ids())
 
