@@ -41,3 +41,19 @@ def test_bad_path_is_a_clear_error(tmp_path):
     r = runner.invoke(app, ["data", "summary", str(tmp_path)])
     assert r.exit_code == 2
     assert "no supported dataset layout" in r.stderr and "--format covid" in r.stderr
+
+
+def test_summary_harmonise_and_radiography_layout(kaggle_tree, nih_demo, radiography_db):
+    from cxrkit.data import VOCABULARY
+
+    r = runner.invoke(app, ["data", "summary", str(radiography_db), "--json", "--size-sample", "0"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["class_counts"]["COVID-19"] == 4
+    r = runner.invoke(
+        app, ["data", "summary", str(kaggle_tree), str(nih_demo), str(radiography_db), "--harmonise", "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert s["classes"] == list(VOCABULARY) and s["n_images"] == 20 + 5 + 11
+    assert s["unknown_label_counts"]["Hernia"] == 12 + 4 + 2 + 2  # Kaggle pneumonia, DB COVID, opacity, viral
+    assert s["age_groups"]["child"] == 20 + 1 + 1 + 2
