@@ -135,10 +135,31 @@ def test_incomplete_or_inconsistent_index_is_refused(built_index: Path, tmp_path
     shutil.copytree(built_index, broken)
     lines = (broken / "metadata.csv").read_text().splitlines()
     (broken / "metadata.csv").write_text("\n".join(lines[:-2]) + "\n")
+    with pytest.raises(IndexFormatError, match=r"corrupt.*metadata\.csv"):
+        load_index(broken)
+    info = json.loads((broken / "index.json").read_text())
+    del info["checksums"]  # as an index from before checksums: the counts still disagree
+    (broken / "index.json").write_text(json.dumps(info))
     with pytest.raises(IndexFormatError, match=r"inconsistent.*metadata rows"):
         load_index(broken)
     with pytest.raises(IndexFormatError, match="No index folder"):
         load_index(tmp_path / "nowhere")
+
+
+def test_flipped_byte_in_vectors_is_refused(built_index: Path, tmp_path: Path):
+    """Issue 12 item 9: a flipped byte inside the vectors used to load and answer silently."""
+    broken = tmp_path / "flipped"
+    shutil.copytree(built_index, broken)
+    raw = bytearray((broken / "index.faiss").read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    (broken / "index.faiss").write_bytes(bytes(raw))
+    with pytest.raises(IndexFormatError, match=r"corrupt.*index\.faiss.*cxr index build"):
+        load_index(broken)
+    assert set(json.loads((built_index / "index.json").read_text())["checksums"]) == {
+        "index.faiss",
+        "metadata.csv",
+        "labels.npy",
+    }
 
 
 def test_grid_png(built_index: Path, tmp_path: Path):

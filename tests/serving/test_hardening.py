@@ -11,6 +11,18 @@ from tests import hostile
 from tests.serving.conftest import png_bytes
 
 
+@pytest.fixture
+def keep_root_logging():
+    """`cxr` reconfigures the root logger onto CliRunner's stream, closed afterwards: restore it."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def _post(client, data: bytes, **fields):
     return client.post("/v1/predict", files={"file": ("x.bin", data, "application/octet-stream")}, data=fields)
 
@@ -337,3 +349,28 @@ def test_keys_cli_add_list_revoke(tmp_path, monkeypatch):
     assert CliRunner().invoke(app, ["keys", "revoke", made["id"], "--db", db]).exit_code == 0
     assert CliRunner().invoke(app, ["keys", "revoke", made["id"], "--db", db]).exit_code == 2
     assert CliRunner().invoke(app, ["keys", "add", "--scope", "root", "--db", db]).exit_code == 2
+
+
+@pytest.mark.parametrize("bad", ["high", None, -0.1, 2, True, {"x": 1}])
+def test_bad_bundle_threshold_is_a_clear_error_in_predict_and_serve(serving_bundle, tmp_path, bad, keep_root_logging):
+    """9: a threshold of "high" gave a traceback in predict and serve; now a BundleError naming file and fix."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from cxrkit.cli import app as cli
+    from cxrkit.core.errors import BundleError
+    from cxrkit.serving.app import create_app
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(serving_bundle, bundle)
+    config = json.loads((bundle / "config.json").read_text())
+    config["thresholds"] = {next(iter(config["thresholds"])): bad}
+    (bundle / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match=r"config\.json.*threshold.*Fix"):
+        create_app([str(bundle)], db_url=f"sqlite:///{tmp_path / 'c.db'}")
+    img = tmp_path / "x.png"
+    img.write_bytes(png_bytes())
+    r = CliRunner().invoke(cli, ["predict", "--model", str(bundle), str(img)])
+    assert r.exit_code == 2 and "threshold" in r.output and "Traceback" not in r.output, r.output

@@ -312,7 +312,7 @@ def load_bundle(path: str | Path) -> Bundle:
         model_kwargs=kwargs,
         label_space=label_space,
         preprocessing=preprocessing,
-        thresholds={k: float(v) for k, v in (config.get("thresholds") or {}).items()},
+        thresholds=_read_thresholds(config.get("thresholds"), label_space, path / CONFIG_FILE),
         metrics=dict(config.get("metrics") or {}),
         data_summary=dict(config.get("data_summary") or {}),
         license=str(config.get("license", "")),
@@ -324,6 +324,30 @@ def load_bundle(path: str | Path) -> Bundle:
         images=dict(config.get("images") or {}),
         evaluations=dict(config.get("evaluations") or {}),
     )
+
+
+def _read_thresholds(raw: Any, label_space: LabelSpace, where: Path) -> dict[str, float]:
+    """config.json's thresholds, checked on load: ``{class: probability}`` with classes of the model.
+
+    Raises:
+        BundleError: not a mapping, an unknown class, or a value that is not a number in [0, 1] (e.g. "high").
+    """
+    if raw is None:
+        return {}
+    fix = f'Fix: edit "thresholds" in {where} to {{class: probability in [0, 1]}}, e.g. {{"PNEUMONIA": 0.5}}.'
+    if not isinstance(raw, Mapping):
+        raise BundleError(f"{where}: 'thresholds' must map class names to probabilities, got {raw!r}. {fix}")
+    out: dict[str, float] = {}
+    for k, v in raw.items():
+        if k not in label_space.classes:
+            raise BundleError(
+                f"{where}: a threshold for {k!r}, which is not a class {list(label_space.classes)}. {fix}"
+            )
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0.0 <= v <= 1.0
+        if not ok:
+            raise BundleError(f"{where}: the threshold of {k!r} is {v!r}, not a probability in [0, 1]. {fix}")
+        out[k] = float(v)
+    return out
 
 
 def _bundle_roots() -> list[Path]:

@@ -8,12 +8,16 @@ Layout of an index folder (written atomically: an interrupted build never replac
       metadata.csv   one row per vector: path, patient_id, study_date, offset, view, split, source, labels
       labels.npy     float32 N x C label matrix (1 / 0 / NaN), columns = index.json's label_space
 
+index.json's ``checksums`` hold the SHA-256 of the other three files; ``load_index`` verifies them, so a
+flipped byte in the vectors is an error, never silently different answers.
+
 While building, finished embedding chunks are kept in ``<index>.partial/`` so a rerun resumes.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import logging
 import shutil
@@ -219,8 +223,31 @@ def _write(
         meta.to_csv(tmp / META_FILE, index=False)
         with open(tmp / LABELS_FILE, "wb") as f:
             np.save(f, np.asarray(labels, np.float32), allow_pickle=False)
+        info["checksums"] = {name: file_sha256(tmp / name) for name in (VECTORS_FILE, META_FILE, LABELS_FILE)}
         # index.json last: its presence marks a complete folder.
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verify_checksums(path: Path, info: dict[str, Any], fix: str) -> None:
+    """Compare each file's SHA-256 with index.json's (indexes written before checksums have none: skipped)."""
+    sums = info.get("checksums")
+    if not sums:
+        log.warning("Index %s has no checksums (built by an older cxrkit); rebuild it to have them checked.", path)
+        return
+    bad = [name for name, want in sums.items() if file_sha256(path / name) != want]
+    if bad:
+        raise IndexFormatError(
+            f"Index {path} is corrupt: the SHA-256 of {', '.join(bad)} differs from index.json (a changed or "
+            f"damaged file). {fix}"
+        )
 
 
 def _as_table(data: CxrTable | Sequence[str | Path] | str | Path) -> CxrTable:
@@ -427,11 +454,14 @@ def load_index(path: str | Path) -> CaseIndex:
         raise IndexFormatError(f"Index {path} is incomplete: missing {', '.join(missing)}. {fix}")
     try:
         info = json.loads((path / INFO_FILE).read_text(encoding="utf-8"))
+        _verify_checksums(path, info, fix)
         faiss_index = faiss.read_index(str(path / VECTORS_FILE))
         frame = pd.read_csv(path / META_FILE, dtype={c: "string" for c in _STR_COLUMNS}, keep_default_na=True)
         labels = np.load(path / LABELS_FILE, allow_pickle=False)
         label_space = LabelSpace.from_dict(info["label_space"])
         info["model"]["fingerprint"], int(info["dim"]), int(info["count"]), info["index_type"]
+    except IndexFormatError:
+        raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, CxrkitError) as err:
         raise IndexFormatError(f"Index {path} cannot be read ({str(err)[:300]}). {fix}") from err
     counts = {
