@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from cxrkit.core.errors import ConfigError
@@ -47,3 +48,101 @@ def test_training_with_xray_augmentation(learnable, tmp_path, on):
     config = json.loads((tmp_path / "bundle" / "config.json").read_text())
     assert config["extra"]["recipe"]["augment"]["jpeg"] == 50 and config["extra"]["recipe"]["augment"]["on"] == on
     assert summary["epochs_run"] == 2 and summary["val_auroc"] == summary["val_auroc"]  # not NaN
+
+
+# -- mixup / cutmix with unknown (NaN) labels -------------------------------------------------------
+
+
+def test_mix_batch_keeps_unknown_labels_unknown():
+    import torch
+    from timm.data import Mixup
+
+    from cxrkit.training.losses import mix_batch
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+    x = torch.stack([torch.full((1, 8, 8), float(i)) for i in range(4)])
+    y = torch.tensor([[1.0, 0.0], [0.0, float("nan")], [1.0, 1.0], [0.0, 0.0]])
+    mixed_x, mixed_y = mix_batch(Mixup(mixup_alpha=1.0, cutmix_alpha=0.0, prob=1.0, label_smoothing=0), x.clone(), y)
+    lam = float(mixed_x[0, 0, 0, 0] - 3) / (0 - 3)  # image 0 is mixed with image 3 (the batch reversed)
+    assert 0 < lam < 1
+    torch.testing.assert_close(mixed_y[0], lam * y[0] + (1 - lam) * y[3])
+    assert torch.isnan(mixed_y[1, 1]) and torch.isnan(mixed_y[2, 1])  # unknown in either partner: unknown
+    assert not torch.isnan(mixed_y[1, 0])
+
+
+def test_soft_multiclass_targets_and_distillation_loss():
+    import torch
+
+    from cxrkit.core.task import LabelSpace, TaskType
+    from cxrkit.training.losses import TaskLoss, distillation_loss
+
+    space = LabelSpace(TaskType.MULTICLASS, ("A", "B", "C"))
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    soft = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.5, 0.5], [float("nan")] * 3])
+    expected = -(soft[:2] * logits[:2].log_softmax(1)).sum(1).mean()
+    torch.testing.assert_close(TaskLoss(space)(logits, soft), expected)  # the NaN row leaves the loss
+    teacher = torch.tensor([[0.9], [0.2]])
+    at_teacher = distillation_loss(torch.logit(teacher), teacher, TaskType.BINARY)
+    elsewhere = distillation_loss(torch.tensor([[0.0], [0.0]]), teacher, TaskType.BINARY)
+    assert at_teacher < elsewhere
+    probs = torch.tensor([[0.6, 0.3, 0.1]])
+    assert distillation_loss(probs.log(), probs, TaskType.MULTICLASS).abs() < 1e-6  # KL of equal softmaxes
+
+
+# -- EMA, mixup/cutmix and flip TTA end to end -----------------------------------------------------
+
+
+def test_ema_mixup_cutmix_and_flip_tta(learnable, tmp_path):
+    import torch
+
+    from cxrkit.data import load_dataset
+    from cxrkit.models import load_bundle
+    from cxrkit.models.engine import Engine, InferenceOptions
+    from cxrkit.models.inference import predict_proba
+
+    extra = ["train.ema=0.9", "train.mixup=0.4", "train.cutmix=1.0", "model.tta=hflip", "augment.hflip=0.5"]
+    summary = train_from_recipe(tiny_recipe(learnable, tmp_path, *extra), progress=False)
+    bundle = load_bundle(summary["bundle"])
+    assert bundle.extra["tta"] == "hflip" and bundle.extra["weights_averaging"] == "ema 0.9"
+    ckpt = torch.load(tmp_path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    for k, v in bundle.model.state_dict().items():  # the bundle holds the EMA weights, not the raw ones
+        torch.testing.assert_close(v, ckpt[f"ema.module.{k}"])
+    assert any(not torch.equal(ckpt[f"ema.module.{k}"], ckpt[f"model.{k}"]) for k in bundle.model.state_dict())
+    engine = Engine(bundle, InferenceOptions(num_workers=0, precision="fp32"))
+    assert engine.describe()["tta"] == "hflip"
+    x = torch.rand(3, 1, 32, 32)
+    np.testing.assert_allclose(engine.probabilities(x), engine.probabilities(x.flip(-1)), atol=1e-5)
+    table = load_dataset(learnable).subset(np.arange(6))
+    direct = predict_proba(bundle.model, bundle.label_space, table, bundle.preprocessing, num_workers=0, tta="hflip")
+    np.testing.assert_allclose(engine.run_table(table), direct, atol=1e-5)
+    assert not np.allclose(
+        direct, predict_proba(bundle.model, bundle.label_space, table, bundle.preprocessing, num_workers=0)
+    )
+
+
+# -- distillation from an ensemble of bundles ---------------------------------------------------------
+
+
+def test_distillation_from_bundles(learnable, trained, tmp_path):
+    import pandas as pd
+
+    from cxrkit.core.preprocess import Preprocessing
+    from cxrkit.core.task import LabelSpace, TaskType
+    from cxrkit.models import load_bundle
+    from cxrkit.training.distill import load_teachers
+
+    teacher = trained[0]["bundle"]
+    summary = train_from_recipe(
+        tiny_recipe(learnable, tmp_path, f"train.distill_from=[{teacher}, {teacher}]", "train.distill_alpha=0.7"),
+        progress=False,
+    )
+    bundle = load_bundle(summary["bundle"])
+    assert bundle.extra["distilled_from"] == [teacher, teacher]
+    logged = pd.read_csv(tmp_path / "metrics.csv")
+    assert logged["train_distill_loss"].notna().sum() == 2  # one value per epoch
+    space, prep = bundle.label_space, bundle.preprocessing
+    with pytest.raises(ConfigError, match="predicts binary"):
+        load_teachers([teacher], LabelSpace(TaskType.MULTICLASS, ("A", "B", "C")), prep, 1.0)
+    with pytest.raises(ConfigError, match="normalises inputs"):
+        load_teachers([teacher], space, Preprocessing(image_size=32, mean=0.1, std=0.2), 1.0)

@@ -42,6 +42,7 @@ from cxrkit.data.transforms import ImageTransform
 from cxrkit.models.bundle import Bundle
 from cxrkit.models.heads import logits_to_proba
 from cxrkit.models.registry import embed
+from cxrkit.models.tta import bundle_tta, tta_mean
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,7 @@ class Engine:
         self.options = options or InferenceOptions()
         self.device = choose_device(self.options.device) if self.options.backend == "torch" else torch.device("cpu")
         self.precision = self._resolve_precision()
+        self.tta = bundle_tta(bundle.extra)  # applied to every batch, exactly as validated
         self._onnx: Any = None
         self._compiled: dict[str, Any] = {}
         if self.options.backend == "onnx":
@@ -182,6 +184,7 @@ class Engine:
             "device": str(self.device),
             "compile": bool(self.options.compile and not self._compiled.get("failed")),
             "decode": self.decoder,
+            "tta": self.tta,
         }
 
     @property
@@ -250,12 +253,19 @@ class Engine:
         return logits[:n], feats[:n]
 
     def logits_and_embeddings(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Raw logits (N x outputs) and penultimate features (N x D) of a preprocessed batch."""
+        """Raw logits (N x outputs) and penultimate features (N x D) of a preprocessed batch.
+
+        With the bundle's test-time augmentation both are the mean over the augmented views.
+        """
         if self._onnx is not None:
-            return self._onnx.run(x.float().cpu().numpy())
-        logits, feats = self._run_torch(x)
-        # One copy back to the host; CUDA-graph outputs are overwritten by the next replay, so copy now.
-        return logits.cpu().numpy(), feats.cpu().numpy()
+            return tta_mean(self._onnx.run, x.float().cpu().numpy(), self.tta)
+
+        def run(v: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+            logits, feats = self._run_torch(v)
+            # One copy back to the host; CUDA-graph outputs are overwritten by the next replay, so copy now.
+            return logits.cpu().numpy(), feats.cpu().numpy()
+
+        return tta_mean(run, x, self.tta)
 
     def probabilities(self, x: torch.Tensor) -> np.ndarray:
         """Probabilities N x outputs (binary: N x 1, the positive class) of a preprocessed batch."""

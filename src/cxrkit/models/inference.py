@@ -17,6 +17,7 @@ from cxrkit.core.task import LabelSpace
 from cxrkit.data.table import CxrTable
 from cxrkit.models.engine import choose_device, table_loader
 from cxrkit.models.heads import logits_to_proba
+from cxrkit.models.tta import tta_mean
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,12 @@ def run_batches(
     device: str | None = None,
     progress: bool = False,
     precision: str = "fp32",
+    tta: str = "none",
 ) -> np.ndarray:
-    """Apply ``fn(model, batch)`` to every image of ``table`` (decoded and preprocessed in workers)."""
+    """Apply ``fn(model, batch)`` to every image of ``table`` (decoded and preprocessed in workers).
+
+    ``tta``: average ``fn`` over the test-time views (``cxrkit.models.tta``), as the engine does.
+    """
     dev = choose_device(device)
     model = model.to(dev).eval()
     loader = table_loader(table, prep, batch_size, num_workers)
@@ -46,7 +51,7 @@ def run_batches(
     for x, _ in batches:
         x = x.to(dev).contiguous(memory_format=torch.channels_last)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            outputs.append(fn(model, x).float().cpu().numpy())
+            outputs.append(tta_mean(lambda v: fn(model, v), x, tta).float().cpu().numpy())
     if not outputs:
         return np.zeros((0, 0), np.float32)
     return np.concatenate(outputs)
@@ -62,16 +67,24 @@ def predict_proba(
     device: str | None = None,
     progress: bool = False,
     precision: str = "fp32",
+    tta: str = "none",
 ) -> np.ndarray:
-    """Probabilities N x num_outputs for every image of ``table`` (``precision``: fp32 or bf16 autocast)."""
-    return run_batches(
+    """Probabilities N x num_outputs for every image of ``table`` (``precision``: fp32 or bf16 autocast).
+
+    With ``tta`` the logits are averaged over the views before the sigmoid/softmax (as the engine does).
+    """
+    logits = run_batches(
         model,
         table,
         prep,
-        lambda m, x: logits_to_proba(m(x), label_space),
+        lambda m, x: m(x),
         batch_size=batch_size,
         num_workers=num_workers,
         device=device,
         progress=progress,
         precision=precision,
+        tta=tta,
     )
+    if not len(logits):
+        return np.zeros((0, label_space.num_outputs), np.float32)
+    return logits_to_proba(torch.from_numpy(logits), label_space).numpy()

@@ -11,6 +11,7 @@ from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.data import assign_splits, check_no_leakage, load_datasets, undersample
 from cxrkit.data.fingerprint import apply_recorded_split
 from cxrkit.data.harmonise import drop_unlabelled_findings
+from cxrkit.data.splits import SourceFold, source_folds
 from cxrkit.data.table import CxrTable
 from cxrkit.models.intended import IntendedInput
 from cxrkit.training.recipe import DataSpec
@@ -19,7 +20,12 @@ log = logging.getLogger(__name__)
 
 
 def prepare_table(spec: DataSpec) -> CxrTable:
-    """Load, optionally balance, and split (patient-grouped) the recipe's data; check for leakage."""
+    """Load, optionally balance, and split the recipe's data; check for leakage.
+
+    The split is patient-grouped (``data.val``/``data.test``), or the source's own (``keep_existing_splits``),
+    or by source: ``data.val_source`` validates on that one source and trains on the others. For
+    ``data.validation: loso`` the table is returned unsplit; ``cxrkit.training.loso`` makes one split per fold.
+    """
     options = {}
     if spec.views is not None:
         options["views"] = tuple(spec.views)
@@ -33,6 +39,10 @@ def prepare_table(spec: DataSpec) -> CxrTable:
     table = drop_unlabelled_findings(table) if spec.harmonise else drop_empty_classes(table)
     if spec.per_class:
         table = undersample(table, spec.per_class, seed=spec.seed)
+    if spec.validation == "loso":
+        return table
+    if spec.val_source:
+        return split_by_source(table, spec.val_source, spec.source_column)
     has_splits = table.frame["split"].isin(["train", "val"]).all() and (table.frame["split"] == "val").any()
     if spec.keep_existing_splits and has_splits:
         check_no_leakage(table)
@@ -43,6 +53,31 @@ def prepare_table(spec: DataSpec) -> CxrTable:
     if not (table.frame["split"] == "val").any():
         raise ConfigError("The validation split is empty; set data.val above 0 (thresholds are chosen on it).")
     return table
+
+
+def fold_table(table: CxrTable, fold: SourceFold) -> CxrTable:
+    """The rows of one leave-source-out fold: its training sources as 'train', the held-out one as 'val'."""
+    split = np.full(len(table), None, dtype=object)
+    split[fold.train_index] = "train"
+    split[fold.val_index] = "val"
+    keep = split != None  # noqa: E711 (elementwise on an object array)
+    out = table.subset(keep)
+    out.frame["split"] = split[keep]
+    return out
+
+
+def split_by_source(table: CxrTable, source: str, column: str = "source") -> CxrTable:
+    """Validate on ``source`` (every row of it), train on all other sources: no source on both sides.
+
+    Raises:
+        ConfigError: ``source`` is not a value of ``column`` (the message lists the sources).
+    """
+    folds = {f.held_out: f for f in source_folds(table, column)}
+    if source not in folds:
+        raise ConfigError(
+            f"data.val_source {source!r} is not a source of this data; its {column} values: {sorted(folds)}."
+        )
+    return fold_table(table, folds[source])
 
 
 def drop_empty_classes(table: CxrTable) -> CxrTable:
@@ -78,7 +113,7 @@ def data_summary(table: CxrTable, spec: DataSpec) -> dict:
         "n_patients": int(table.frame["patient_id"].nunique()) if table.has_patients else None,
         "class_counts": table.class_counts(),
         "split_counts": split_counts(table),
-        "split": {"val": spec.val, "test": spec.test, "seed": spec.seed, "grouped_by": "patient"},
+        "split": _split_description(spec),
         "source_counts": table.frame["source"].value_counts().to_dict(),
         "image_licenses": {str(k): int(v) for k, v in licenses.items()},
         "notes": list(table.notes),
@@ -114,3 +149,11 @@ def validation_split(spec: DataSpec, record: dict[str, np.ndarray] | None = None
     if record is not None:
         table = apply_recorded_split(table, record)
     return table.split("val")
+
+
+def _split_description(spec: DataSpec) -> dict:
+    if spec.validation == "loso":
+        return {"validation": "leave-one-source-out", "column": spec.source_column}
+    if spec.val_source:
+        return {"validation": "held-out source", "val_source": spec.val_source, "column": spec.source_column}
+    return {"val": spec.val, "test": spec.test, "seed": spec.seed, "grouped_by": "patient"}

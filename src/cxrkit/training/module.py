@@ -9,11 +9,13 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from timm.utils import ModelEmaV3
 
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.evaluation import evaluate_predictions
 from cxrkit.models.heads import logits_to_proba
-from cxrkit.training.losses import TaskLoss
+from cxrkit.models.tta import tta_mean
+from cxrkit.training.losses import TaskLoss, distillation_loss, mix_batch
 from cxrkit.training.recipe import TrainSpec
 
 log = logging.getLogger(__name__)
@@ -53,14 +55,21 @@ class CxrClassifier(L.LightningModule):
         train: TrainSpec,
         class_weights: np.ndarray | None = None,
         augment: torch.nn.Module | None = None,
+        teacher: torch.nn.Module | None = None,
+        tta: str = "none",
     ):
         super().__init__()
         self.model = model
         self.augment = augment  # BatchAugment: per batch on the training device (augment.on: device)
         self.label_space = label_space
         self.spec = train
+        self.tta = tta  # validation scores what inference will compute
         weights = torch.as_tensor(class_weights) if class_weights is not None else None
         self.loss_fn = TaskLoss(label_space, weights, train.label_smoothing)
+        self.mixer = _mixer(train)
+        # The EMA copy is a submodule: it is saved in checkpoints, validated, and becomes the bundle's model.
+        self.ema = ModelEmaV3(model, decay=train.ema, use_warmup=True) if train.ema else None
+        self._teacher = [teacher] if teacher is not None else []  # a list: not a submodule, not in checkpoints
         self._val_probs: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
         self._train_correct: list[float] = []
@@ -123,16 +132,38 @@ class CxrClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    @property
+    def final_model(self) -> torch.nn.Module:
+        """The network to validate and ship: the EMA weights when ``train.ema`` is on."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def on_fit_start(self) -> None:
+        for teacher in self._teacher:
+            teacher.to(self.device)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.global_step)
+
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.spec.channels_last else x
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        if self.augment is not None:
-            with torch.no_grad():
+        soft = None
+        with torch.no_grad():
+            if self.augment is not None:
                 x = self.augment(x)
+            if self.mixer is not None:
+                x, y = mix_batch(self.mixer, x, y)
+            if self._teacher:
+                soft = self._teacher[0](x)
         logits = self(self._prepare(x))
         loss = self.loss_fn(logits, y)
+        if soft is not None:
+            kd = distillation_loss(logits, soft, self.label_space.task, self.spec.distill_temperature)
+            self.log("train_distill_loss", kd, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
+            loss = (1 - self.spec.distill_alpha) * loss + self.spec.distill_alpha * kd
         probs = logits_to_proba(logits.detach(), self.label_space).cpu().numpy()
         acc = accuracy_of(self.label_space, y.cpu().numpy(), probs)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
@@ -141,7 +172,7 @@ class CxrClassifier(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        logits = self(self._prepare(x))
+        logits = tta_mean(self.final_model, self._prepare(x), self.tta)
         self.log("val_loss", self.loss_fn(logits, y), on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
         self._val_probs.append(logits_to_proba(logits, self.label_space).cpu())
         self._val_labels.append(y.cpu())
@@ -166,3 +197,12 @@ class CxrClassifier(L.LightningModule):
         self.last_val = {"auroc": auroc, "accuracy": accuracy_of(self.label_space, y, p)}
         self.log("val_auroc", auroc, prog_bar=True, sync_dist=False)
         self.log("val_acc", self.last_val["accuracy"], sync_dist=False)
+
+
+def _mixer(spec: TrainSpec) -> Any:
+    """timm's Mixup for the image side of mixup/cutmix (labels are mixed in ``mix_batch``), or None."""
+    if not (spec.mixup or spec.cutmix):
+        return None
+    from timm.data import Mixup
+
+    return Mixup(mixup_alpha=spec.mixup, cutmix_alpha=spec.cutmix, prob=spec.mix_prob, mode="batch", label_smoothing=0)

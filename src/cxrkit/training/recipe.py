@@ -27,6 +27,10 @@ class DataSpec:
     balance: str = "weights"  # weights | sampler | none
     harmonise: bool = False  # relabel every source to one multi-label vocabulary (cxrkit.data.harmonise)
     covid_is_pneumonia: bool = True  # harmonised: COVID-19 positive rows are Pneumonia positive too
+    validation: str = "split"  # split: patient split (val/test); loso: leave-one-source-out folds
+    val_source: str | None = None  # validate on this one source, train on all the others
+    source_column: str = "source"  # the column that names a row's source (hospital, collection)
+    loso_final: bool = True  # loso: after the folds, fit one model on every source (the shipped one)
 
 
 @dataclass
@@ -39,6 +43,7 @@ class ModelSpec:
     features: str = "pixels"  # classical baselines: pixels | embeddings
     k: int = 15  # KNN neighbours
     embed_arch: str = "efficientnet_lite0"  # classical baselines on embeddings
+    tta: str = "none"  # none | hflip: test-time augmentation, recorded in the bundle; every inference applies it
 
 
 @dataclass
@@ -65,6 +70,13 @@ class TrainSpec:
     num_nodes: int = 1
     strategy: str = "auto"
     accelerator: str = "auto"
+    mixup: float = 0.0  # mixup Beta(alpha, alpha); 0: off (an entry unknown in either image leaves the loss)
+    cutmix: float = 0.0  # cutmix Beta(alpha, alpha); 0: off (with both, each batch picks one)
+    mix_prob: float = 1.0  # probability that a batch is mixed
+    ema: float = 0.0  # decay of an exponential moving average of the weights (e.g. 0.999); 0: off
+    distill_from: list[str] = field(default_factory=list)  # teacher bundles (an ensemble): distil into this model
+    distill_alpha: float = 0.5  # weight of the teacher's soft targets in the loss (the rest: the labels)
+    distill_temperature: float = 1.0  # softening of teacher and student logits
 
 
 @dataclass
@@ -166,5 +178,21 @@ def _validate(r: Recipe) -> None:
         raise ConfigError(f"threshold.method must be youden, youden_band or sensitivity; got {r.threshold.method!r}.")
     if r.threshold.method == "sensitivity" and r.threshold.target_sensitivity is None:
         raise ConfigError("threshold.method 'sensitivity' needs threshold.target_sensitivity (e.g. 0.95).")
+    if r.data.validation not in ("split", "loso"):
+        raise ConfigError(f"data.validation must be split or loso; got {r.data.validation!r}.")
+    if r.data.validation == "loso" and r.data.val_source:
+        raise ConfigError("data.val_source holds out one source; data.validation: loso holds out each. Set one.")
+    if r.model.tta not in ("none", "hflip"):
+        raise ConfigError(f"model.tta must be none or hflip; got {r.model.tta!r}.")
+    if r.train.mixup < 0 or r.train.cutmix < 0 or not 0 <= r.train.mix_prob <= 1:
+        raise ConfigError(
+            "train.mixup and train.cutmix are Beta alphas (>= 0, e.g. 0.2 and 1.0); mix_prob is in [0, 1]."
+        )
+    if not (r.train.ema == 0 or 0 < r.train.ema < 1):
+        raise ConfigError(f"train.ema is a decay in (0, 1), e.g. 0.999, or 0 (off); got {r.train.ema}.")
+    if not 0 <= r.train.distill_alpha <= 1 or r.train.distill_temperature <= 0:
+        raise ConfigError("train.distill_alpha must be in [0, 1] and train.distill_temperature > 0.")
+    if isinstance(r.train.distill_from, str):
+        r.train.distill_from = [r.train.distill_from]
     if r.train.epochs < 1:
         raise ConfigError(f"train.epochs must be at least 1, got {r.train.epochs}.")

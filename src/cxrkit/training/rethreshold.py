@@ -7,11 +7,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from cxrkit.core.errors import ConfigError
 from cxrkit.evaluation import choose_thresholds, evaluate_predictions, to_jsonable
 from cxrkit.models import load_bundle, resolve_bundle
 from cxrkit.models.bundle import CONFIG_FILE, normalise_thresholds
 from cxrkit.models.inference import predict_proba
 from cxrkit.models.records import rewrite_bundle
+from cxrkit.models.tta import bundle_tta
 from cxrkit.training.data_prep import validation_split
 from cxrkit.training.precision import bf16_check
 from cxrkit.training.recipe import DataSpec
@@ -34,8 +36,15 @@ def rethreshold_bundle(
         target_sensitivity = target_sensitivity or (recipe.get("threshold") or {}).get("target_sensitivity")
     if "data" not in recipe:
         raise ValueError(f"{bundle.path}: no recorded recipe; re-thresholding needs the training data spec.")
+    if (recipe["data"].get("validation") or "split") == "loso":
+        raise ConfigError(
+            f"{bundle.path} was validated leave-one-source-out: its thresholds come from the pooled out-of-source "
+            "predictions of the fold models. Fix: rerun the recipe with the new threshold.method (--set), or "
+            "re-threshold one fold's bundle (<out>/folds/<source>/bundle)."
+        )
     val = validation_split(DataSpec(**recipe["data"]), bundle.split_record())
-    probs = predict_proba(bundle.model, bundle.label_space, val, bundle.preprocessing)
+    tta = bundle_tta(bundle.extra)
+    probs = predict_proba(bundle.model, bundle.label_space, val, bundle.preprocessing, tta=tta)
     precision_check = {"bf16": bf16_check(bundle.model, bundle.label_space, val, bundle.preprocessing, probs)}
     thresholds = choose_thresholds(
         bundle.label_space, val.labels, probs, method=method, target_sensitivity=target_sensitivity

@@ -7,6 +7,7 @@ import logging
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ import lightning as L
 import numpy as np
 import torch
 
+from cxrkit.core.errors import DataFormatError
 from cxrkit.core.files import atomic_write_text
 from cxrkit.core.preprocess import Preprocessing
+from cxrkit.core.task import LabelSpace
 from cxrkit.data import class_weights
 from cxrkit.data.augment import Augmentation, BatchAugment
 from cxrkit.data.fingerprint import split_record
@@ -47,6 +50,20 @@ def augmentation_for(recipe: Recipe) -> Augmentation | None:
     return recipe.augment if recipe.augment.enabled else None
 
 
+@dataclass
+class FixedOutcome:
+    """A fit without a validation split (LOSO's final model on every source): what the folds decided.
+
+    ``thresholds`` and ``metrics`` (the bundle's) come from out-of-source validation; ``check_rows`` are the
+    images the bf16 check runs on; ``extra`` goes into the bundle's config.
+    """
+
+    thresholds: list[float]
+    metrics: dict[str, Any]
+    check_rows: CxrTable
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 def train_from_recipe(
     recipe: Recipe, resume: bool = False, progress: bool = True, callbacks: Sequence[L.Callback] = ()
 ) -> dict[str, Any]:
@@ -55,7 +72,8 @@ def train_from_recipe(
     ``callbacks`` are extra Lightning callbacks (tests use one to record what each rank sampled);
     under ``ddp_spawn`` they are pickled into every rank, so define them at module level.
     On a multi-process run only global rank 0 writes the bundle and returns the summary; other
-    ranks (``ddp``, torchrun, SLURM) return ``{}``.
+    ranks (``ddp``, torchrun, SLURM) return ``{}``. ``data.validation: loso`` runs
+    ``cxrkit.training.loso.train_loso`` (one fit per held-out source, then the final fit).
 
     Returns:
         A JSON-ready dict: ``bundle`` path, ``val`` metrics (with thresholds chosen on validation),
@@ -65,10 +83,31 @@ def train_from_recipe(
         from cxrkit.training.classical import train_classical
 
         return train_classical(recipe)
-    out = recipe.out_dir
-    out.mkdir(parents=True, exist_ok=True)
+    if recipe.data.validation == "loso":
+        from cxrkit.training.loso import train_loso
+
+        return train_loso(recipe, progress=progress)
     L.seed_everything(recipe.train.seed, workers=True, verbose=False)
     table = prepare_table(recipe.data)
+    return fit_table(recipe, table, resume=resume, progress=progress, callbacks=callbacks)[0]
+
+
+def fit_table(
+    recipe: Recipe,
+    table: CxrTable,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence[L.Callback] = (),
+    fixed: FixedOutcome | None = None,
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Fit on ``table``'s train split, validate on its val split, and write ``recipe.out_dir``.
+
+    With ``fixed`` there is no validation: every row trains for ``train.epochs`` epochs and the bundle takes
+    ``fixed``'s thresholds and metrics. Returns the summary and the validation probabilities (None with
+    ``fixed``, and ``({}, None)`` on ranks other than 0).
+    """
+    out = recipe.out_dir
+    out.mkdir(parents=True, exist_ok=True)
     train, val = table.split("train"), table.split("val")
     log.info("train %d images, val %d images, classes %s", len(train), len(val), list(table.classes))
     prep = preprocessing_for(recipe)
@@ -85,8 +124,19 @@ def train_from_recipe(
     weights = class_weights(train) if recipe.data.balance == "weights" else None
     aug = augmentation_for(recipe)
     on_device = aug is not None and aug.on == "device"
+    teacher = None
+    if recipe.train.distill_from:
+        from cxrkit.training.distill import load_teachers
+
+        teacher = load_teachers(recipe.train.distill_from, table.label_space, prep, recipe.train.distill_temperature)
     module = CxrClassifier(
-        model, table.label_space, recipe.train, weights, augment=BatchAugment(aug, prep) if on_device else None
+        model,
+        table.label_space,
+        recipe.train,
+        weights,
+        augment=BatchAugment(aug, prep) if on_device else None,
+        teacher=teacher,
+        tta=recipe.model.tta,
     )
     dm = CxrDataModule(
         train,
@@ -98,20 +148,20 @@ def train_from_recipe(
         balanced_sampler=recipe.data.balance == "sampler",
         seed=recipe.train.seed,
     )
-    trainer, checkpoint = _trainer(recipe, out, progress, callbacks)
+    trainer, checkpoint = _trainer(recipe, out, progress, callbacks, validate=fixed is None)
     ckpt_path = _resume_path(out) if resume else None
     started = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
-        return {}
-    best_epoch = _load_best(module, checkpoint)
-    return _finish(recipe, out, table, train, val, module.model, prep, best_epoch, trainer, seconds)
+        return {}, None
+    best_epoch = _load_best(module, checkpoint) if fixed is None else trainer.current_epoch - 1
+    return _finish(recipe, out, table, train, val, module.final_model, prep, best_epoch, trainer, seconds, fixed)
 
 
 def _trainer(
-    recipe: Recipe, out: Path, progress: bool, extra: Sequence[L.Callback] = ()
-) -> tuple[L.Trainer, L.pytorch.callbacks.ModelCheckpoint]:
+    recipe: Recipe, out: Path, progress: bool, extra: Sequence[L.Callback] = (), validate: bool = True
+) -> tuple[L.Trainer, L.pytorch.callbacks.ModelCheckpoint | None]:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
@@ -123,18 +173,22 @@ def _trainer(
     # Lightning >= 2.6 rewrites save_last's last.ckpt only in a step that also saved a best checkpoint;
     # resuming (and the ddp_spawn progress read-back) need the latest epoch, so this one rewrites it every epoch.
     last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
-    callbacks = [
+    callbacks: list[L.Callback] = [
         checkpoint,  # first: trainer.checkpoint_callback, whose best_model_path ddp_spawn hands back
         last,
         EarlyStopping(monitor=t.monitor, mode=mode, patience=t.patience, check_finite=False),
     ]
     if not progress:  # no bar (not a terminal, or --quiet): a line per epoch instead of silence
         callbacks.append(EpochLog())
+    if not validate:  # a fixed number of epochs, nothing to monitor: only the resumable last.ckpt
+        callbacks, checkpoint = [last], None
     callbacks += list(extra)
     kwargs: dict[str, Any] = {}
     if t.limit_train_batches is not None:
         kwargs["limit_train_batches"] = t.limit_train_batches
         kwargs["limit_val_batches"] = t.limit_train_batches
+    if not validate:
+        kwargs["limit_val_batches"] = 0
     trainer = L.Trainer(
         max_epochs=t.epochs,
         accelerator=t.accelerator,
@@ -166,7 +220,7 @@ def _resume_path(out: Path) -> str | None:
 
 def _load_best(module: CxrClassifier, checkpoint) -> int | None:
     """Load the best checkpoint's weights (weights only: nothing is unpickled) and return its epoch."""
-    path = checkpoint.best_model_path
+    path = checkpoint.best_model_path if checkpoint is not None else ""
     if not path:
         return None
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -185,21 +239,29 @@ def _finish(
     best_epoch: int | None,
     trainer: L.Trainer,
     seconds: float,
-) -> dict[str, Any]:
+    fixed: FixedOutcome | None = None,
+) -> tuple[dict[str, Any], np.ndarray | None]:
     space = table.label_space
     model = model.float().eval()
-    probs = predict_proba(model, space, val, prep, batch_size=64, num_workers=recipe.train.num_workers)
-    thresholds = choose_thresholds(
-        space, val.labels, probs, method=recipe.threshold.method, target_sensitivity=recipe.threshold.target_sensitivity
-    )
-    result = evaluate_predictions(space, val.labels, probs, thresholds=thresholds or None, n_boot=1000)
     metrics_csv = out / "logs" / "version_0" / "metrics.csv"
     if metrics_csv.is_file():
         shutil.copyfile(metrics_csv, out / "metrics.csv")
         learning_curve_plot(out / "metrics.csv", out / "learning_curve.png", best_epoch=best_epoch)
-    write_report(result, out / "val_report", val.labels, probs, space, title=f"{recipe.name}: validation split")
-    val_metrics = {k: v for k, v in result.items() if k not in ("calibration", "accuracy_vs_threshold")}
-    precision_check = {"bf16": bf16_check(model, space, val, prep, probs_fp32=probs)}
+    probs: np.ndarray | None = None
+    if fixed is None:
+        probs = predict_proba(
+            model, space, val, prep, batch_size=64, num_workers=recipe.train.num_workers, tta=recipe.model.tta
+        )
+        thresholds = thresholds_or_default(recipe, space, val.labels, probs)
+        result = evaluate_predictions(space, val.labels, probs, thresholds=thresholds or None, n_boot=1000)
+        write_report(result, out / "val_report", val.labels, probs, space, title=f"{recipe.name}: validation split")
+        val_metrics = {k: v for k, v in result.items() if k not in ("calibration", "accuracy_vs_threshold")}
+        metrics = {"validation": val_metrics}
+        precision_check = {"bf16": bf16_check(model, space, val, prep, probs_fp32=probs)}
+    else:
+        thresholds, metrics = fixed.thresholds, fixed.metrics
+        val_metrics = metrics.get("validation") or {}
+        precision_check = {"bf16": bf16_check(model, space, fixed.check_rows, prep)}
     epochs_run, steps = _progress(trainer, out)
     images_seen = steps * recipe.train.batch_size * trainer.world_size  # every rank takes a batch per step
     bundle = save_bundle(
@@ -209,7 +271,7 @@ def _finish(
         space,
         prep,
         thresholds=thresholds or None,
-        metrics={"validation": val_metrics},
+        metrics=metrics,
         data_summary=data_summary(table, recipe.data),
         license=recipe.license,
         intended_input=intended_input(table, recipe.data),
@@ -222,13 +284,17 @@ def _finish(
             "threshold_method": recipe.threshold.method,
             "world_size": trainer.world_size,
             "precision_check": precision_check,
+            "tta": recipe.model.tta,
+            "weights_averaging": f"ema {recipe.train.ema}" if recipe.train.ema else "none",
+            "distilled_from": list(recipe.train.distill_from),
+            **(fixed.extra if fixed is not None else {}),
         },
     )
     summary = {
         "name": recipe.name,
         "bundle": str(bundle),
         "val": {k: val_metrics.get(k) for k in _headline_keys(space.task.value)},
-        "val_auroc": headline_auroc(result),
+        "val_auroc": headline_auroc(val_metrics) if val_metrics else None,
         "thresholds": thresholds,
         "best_epoch": best_epoch,
         "epochs_run": epochs_run,
@@ -239,7 +305,18 @@ def _finish(
         "world_size": trainer.world_size,
     }
     atomic_write_text(out / "result.json", json.dumps(summary, indent=2, default=_json))
-    return summary
+    return summary, probs
+
+
+def thresholds_or_default(recipe: Recipe, space: LabelSpace, labels: np.ndarray, probs: np.ndarray) -> list[float]:
+    """Thresholds chosen on validation; [] (0.5) where it cannot choose (a held-out source with one class)."""
+    try:
+        return choose_thresholds(
+            space, labels, probs, method=recipe.threshold.method, target_sensitivity=recipe.threshold.target_sensitivity
+        )
+    except DataFormatError as err:
+        log.warning("thresholds not chosen on this validation set (%s); 0.5 used", err)
+        return []
 
 
 def _progress(trainer: L.Trainer, out: Path) -> tuple[int, int]:

@@ -1,0 +1,86 @@
+"""Leave-one-source-out validation: folds hold out whole sources, pooled thresholds, the final model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cxrkit.core.errors import ConfigError
+from cxrkit.data import load_datasets
+from cxrkit.data.splits import source_folds
+from cxrkit.models import load_bundle
+from cxrkit.training.data_prep import fold_table, split_by_source
+from cxrkit.training.recipe import load_recipe
+from cxrkit.training.run import train_from_recipe
+
+from .conftest import make_learnable_folder
+from .test_robust import TINY
+
+
+@pytest.fixture(scope="module")
+def hospitals(tmp_path_factory):
+    """Three 'hospitals': A and B with both classes, C with PNEUMONIA only (as a COVID-only source would be)."""
+    root = tmp_path_factory.mktemp("hospitals")
+    for i, name in enumerate(("hospA", "hospB", "hospC")):
+        make_learnable_folder(root / name, n_per_class=10, size=32, seed=i)
+    return [str(root / "hospA"), str(root / "hospB"), f"{root / 'hospC'}::PNEUMONIA"]
+
+
+def test_fold_tables_never_share_a_source(hospitals):
+    table = load_datasets(hospitals)
+    for fold in source_folds(table):
+        ft = fold_table(table, fold)
+        train_sources = set(ft.split("train").frame["source"])
+        val_sources = set(ft.split("val").frame["source"])
+        assert val_sources == {fold.held_out} and fold.held_out not in train_sources
+        assert len(ft) == len(table)
+    held = split_by_source(table, "hospB")
+    assert set(held.split("val").frame["source"]) == {"hospB"}
+    with pytest.raises(ConfigError, match=r"'hospX' is not a source.*hospA"):
+        split_by_source(table, "hospX")
+
+
+def test_loso_recipe_keys_are_checked():
+    with pytest.raises(ConfigError, match=r"data\.validation must be split or loso"):
+        load_recipe(None, ["data.sources=[a]", "data.validation=sources"])
+    with pytest.raises(ConfigError, match="Set one"):
+        load_recipe(None, ["data.sources=[a]", "data.validation=loso", "data.val_source=a"])
+
+
+def test_val_source_trains_on_the_other_sources(hospitals, tmp_path):
+    r = load_recipe(None, [f"data.sources={json.dumps(hospitals)}", f"out={tmp_path}", *TINY, "data.val_source=hospA"])
+    summary = train_from_recipe(r, progress=False)
+    assert summary["n_val"] == 20 and summary["n_train"] == 30
+    config = json.loads((tmp_path / "bundle" / "config.json").read_text())
+    assert config["data_summary"]["split"] == {
+        "validation": "held-out source",
+        "val_source": "hospA",
+        "column": "source",
+    }
+
+
+def test_loso_folds_pooled_thresholds_and_final_model(hospitals, tmp_path):
+    r = load_recipe(None, [f"data.sources={json.dumps(hospitals)}", f"out={tmp_path}", *TINY, "data.validation=loso"])
+    summary = train_from_recipe(r, progress=False)
+    report = json.loads((tmp_path / "loso.json").read_text())
+    assert list(report["per_source"]) == ["hospA", "hospB", "hospC"]
+    for src, m in report["per_source"].items():
+        assert (tmp_path / "folds" / src / "bundle" / "config.json").is_file()
+        assert m["n"] == (10 if src == "hospC" else 20)
+        assert m["n_train"] == 50 - m["n"]  # every other source trains, nothing of the held-out one
+    c = report["per_source"]["hospC"]
+    assert c["auroc"] is None and c["monitor"] == "val_loss"  # one class: no AUROC, early stopping on the loss
+    assert report["per_source"]["hospA"]["monitor"] == "val_auroc"
+    aurocs = [report["per_source"][s]["auroc"] for s in ("hospA", "hospB")]
+    assert report["mean_auroc_over_sources"] == pytest.approx(np.mean(aurocs), abs=1e-4)
+    assert report["pooled"]["n"] == 50
+    assert "| hospC | 10 | 40 | - |" in (tmp_path / "loso.md").read_text()
+    # the final model: every source, the pooled out-of-source thresholds, LOSO metrics in its bundle
+    bundle = load_bundle(summary["bundle"])
+    assert bundle.thresholds["PNEUMONIA"] == pytest.approx(report["thresholds"][0], abs=1e-6)
+    assert bundle.metrics["leave_source_out"]["hospB"]["auroc"] == report["per_source"]["hospB"]["auroc"]
+    assert bundle.extra["validation"] == "leave-one-source-out"
+    assert summary["final"]["n_train"] == 50 and summary["final"]["n_val"] == 0
+    assert bundle.extra["epochs_run"] == report["final"]["epochs_run"] == bundle.extra["loso"]["final_epochs"]
