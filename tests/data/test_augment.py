@@ -93,7 +93,7 @@ def test_per_image_transform_in_workers():
         ({"clahe": 0.5}, "augment.clahe"),
         ({"gamma": 1.5}, "augment.gamma"),
         ({"p": 2}, "augment.p"),
-        ({"on": "gpu"}, "augment.on"),
+        ({"run_on": "gpu"}, "augment.run_on"),
         ({"noise": -1}, "augment.noise"),
     ],
 )

@@ -33,9 +33,9 @@ def tiny_recipe(source, out, *extra: str):
 
 
 def test_recipe_augment_section_is_the_data_layer_spec():
-    r = load_recipe(None, ["data.sources=[a]", "augment.gamma=0.2", "augment.jpeg=60", "augment.on=workers"])
+    r = load_recipe(None, ["data.sources=[a]", "augment.gamma=0.2", "augment.jpeg=60", "augment.run_on=workers"])
     assert type(r.augment) is Augmentation  # one spec, no copy field by field
-    assert r.augment.gamma == 0.2 and r.augment.jpeg == 60 and r.augment.on == "workers"
+    assert r.augment.gamma == 0.2 and r.augment.jpeg == 60 and r.augment.run_on == "workers"
     with pytest.raises(ConfigError, match=r"augment\.jpeg"):
         load_recipe(None, ["data.sources=[a]", "augment.jpeg=101"])
     with pytest.raises(ConfigError, match=r"Unknown recipe key\(s\) \['augment.gama'\]"):
@@ -44,9 +44,9 @@ def test_recipe_augment_section_is_the_data_layer_spec():
 
 @pytest.mark.parametrize("on", ["device", "workers"])
 def test_training_with_xray_augmentation(learnable, tmp_path, on):
-    summary = train_from_recipe(tiny_recipe(learnable, tmp_path, f"augment.on={on}", *XRAY), progress=False)
+    summary = train_from_recipe(tiny_recipe(learnable, tmp_path, f"augment.run_on={on}", *XRAY), progress=False)
     config = json.loads((tmp_path / "bundle" / "config.json").read_text())
-    assert config["extra"]["recipe"]["augment"]["jpeg"] == 50 and config["extra"]["recipe"]["augment"]["on"] == on
+    assert config["extra"]["recipe"]["augment"]["jpeg"] == 50 and config["extra"]["recipe"]["augment"]["run_on"] == on
     assert summary["epochs_run"] == 2 and summary["val_auroc"] == summary["val_auroc"]  # not NaN
 
 

@@ -34,7 +34,8 @@ class Augmentation:
     """
 
     enabled: bool = True
-    on: str = "device"  # device: per batch on the training accelerator; workers: per image in DataLoader workers
+    # "run_on", not "on": YAML 1.1 reads a bare `on:` key as the boolean true.
+    run_on: str = "device"  # device: per batch on the training accelerator; workers: per image in DataLoader workers
     hflip: float = 0.5  # probability
     rotation: float = 10.0  # degrees, +/-
     zoom: float = 0.1  # scale in [1 - zoom, 1 + zoom]
@@ -64,8 +65,8 @@ class Augmentation:
             raise ConfigError(f"augment.clahe is the largest CLAHE clip limit (>= 1, e.g. 4) or 0, got {self.clahe}.")
         if not (self.jpeg == 0 or 1 <= self.jpeg <= 100):
             raise ConfigError(f"augment.jpeg is the lowest JPEG quality (1-100) or 0 (off), got {self.jpeg}.")
-        if self.on not in PLACES:
-            raise ConfigError(f"augment.on must be one of {list(PLACES)}, got {self.on!r}.")
+        if self.run_on not in PLACES:
+            raise ConfigError(f"augment.run_on must be one of {list(PLACES)}, got {self.run_on!r}.")
 
     def to_dict(self) -> dict:
         return asdict(self)

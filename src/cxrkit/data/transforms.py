@@ -38,8 +38,8 @@ def resize(img: torch.Tensor, size: int, policy: str = "squash") -> torch.Tensor
 class ImageTransform:
     """Callable turning a float32 (H, W) array in [0,1] into a normalised (in_chans, S, S) tensor.
 
-    With an ``augmentation`` the image is augmented here, per image (``augment.on: workers``); training
-    with ``augment.on: device`` leaves this out and augments whole batches with ``BatchAugment``.
+    With an ``augmentation`` the image is augmented here, per image (``augment.run_on: workers``); training
+    with ``augment.run_on: device`` leaves this out and augments whole batches with ``BatchAugment``.
     """
 
     def __init__(self, prep: Preprocessing, augmentation: Augmentation | None = None):

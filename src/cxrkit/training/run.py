@@ -123,7 +123,7 @@ def fit_table(
         model = model.to(memory_format=torch.channels_last)
     weights = class_weights(train) if recipe.data.balance == "weights" else None
     aug = augmentation_for(recipe)
-    on_device = aug is not None and aug.on == "device"
+    on_device = aug is not None and aug.run_on == "device"
     teacher = None
     if recipe.train.distill_from:
         from cxrkit.training.distill import load_teachers
