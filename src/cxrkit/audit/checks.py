@@ -201,31 +201,37 @@ def per_source(frame: pd.DataFrame, labels: np.ndarray, proba: np.ndarray, label
         lab = labels[idx]
         counts = {c: int(np.nansum(lab[:, j] == 1)) for j, c in enumerate(label_space.classes)}
         rows[src] = {"n": len(idx), "class_counts": counts, **label_matrix_auroc(label_space, lab, proba[idx])}
-    within = [r["auroc"] for r in rows.values() if r["auroc"] is not None]
+    within = {s: r["auroc"] for s, r in rows.items() if r["auroc"] is not None}
     single = [s for s, r in rows.items() if r["auroc"] is None]
+    n_single = sum(rows[s]["n"] for s in single)
+    pooled_txt = "undefined" if pooled is None else f"{pooled:.2f}"
+    listed = ", ".join(f"{s} {v:.2f}" for s, v in within.items())
     if not within:
         status, verdict = (
             "fail",
             (
-                f"No source holds two classes, so the pooled AUROC {pooled} can come from telling sources apart; "
+                f"No source holds two classes, so the pooled AUROC ({pooled_txt}) can come from telling sources apart; "
                 "nothing here measures disease within a source."
             ),
         )
-    elif pooled is not None and pooled - min(within) > 0.10:
+    elif single:
         status, verdict = (
             "warn",
             (
-                f"Pooled AUROC {pooled:.2f} but {min(within):.2f} within a source: part of the pooled score comes from "
+                f"{n_single} of {len(frame)} images come from single-class sources ({', '.join(single)}), where disease "
+                f"and source cannot be told apart; within the others: {listed} (pooled {pooled_txt})."
+            ),
+        )
+    elif pooled is not None and pooled - min(within.values()) > 0.10:
+        status, verdict = (
+            "warn",
+            (
+                f"Pooled AUROC {pooled_txt} but {listed} within sources: part of the pooled score comes from "
                 "differences between sources."
             ),
         )
     else:
-        status, verdict = (
-            "ok",
-            f"Within-source AUROCs ({', '.join(f'{w:.2f}' for w in within)}) match the pooled {pooled}.",
-        )
-    if single and within:
-        verdict += f" Single-class sources (no AUROC): {', '.join(single)}."
+        status, verdict = "ok", f"Within-source AUROCs ({listed}) are in line with the pooled {pooled_txt}."
     return {"status": status, "verdict": verdict, "pooled_auroc": pooled, "sources": rows}
 
 

@@ -53,20 +53,22 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+_BARS = {  # version -> (label, colour), in the order shown
+    "full": ("full image", "#4c72b0"),
+    "lungs_blanked": ("lungs\nblanked", "#c44e52"),
+    "outside_blanked": ("lungs\nonly", "#55a868"),
+    "border": ("border\nblanked", "#8172b2"),
+}
+
+
 def _auroc_plot(summary: Mapping[str, Any], path: Path) -> Path | None:
-    names = {
-        "full": "full image",
-        "lungs_blanked": "lungs blanked",
-        "outside_blanked": "lungs only",
-        "border": "border blanked",
-    }
-    items = [(names[k], v) for k, v in summary["auroc"].items() if v is not None and k in names]
+    values = summary["auroc"]
+    items = [(label, values[k], colour) for k, (label, colour) in _BARS.items() if values.get(k) is not None]
     if not items:
         return None
     fig, (ax,) = _figure()
-    ax.bar(
-        [k for k, _ in items], [v for _, v in items], color=["#4c72b0", "#c44e52", "#55a868", "#8172b2"][: len(items)]
-    )
+    bars = ax.bar([i[0] for i in items], [i[1] for i in items], color=[i[2] for i in items])
+    ax.bar_label(bars, fmt="%.3f", fontsize=8)
     ax.axhline(0.5, color="grey", ls=":", label="chance (0.5)")
     ax.axhline(
         checks.LUNGS_BLANKED_MAX,
@@ -75,7 +77,7 @@ def _auroc_plot(summary: Mapping[str, Any], path: Path) -> Path | None:
         lw=1,
         label=f"lungs-blanked target ({checks.LUNGS_BLANKED_MAX})",
     )
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(0, 1.08)
     ax.set_ylabel("AUROC")
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)

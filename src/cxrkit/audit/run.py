@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -228,7 +229,16 @@ def audit_table(
     if not len(table):
         raise DataFormatError("No images to audit.")
     engine = Engine(bundle, inference or InferenceOptions())
+    start = time.perf_counter()
     logits, embeddings, cams = _forward(bundle, table, labels, lungs, options, engine, progress)
+    log.info(
+        "audit: %d images x %d versions through the engine (%s), %d Grad-CAMs, in %.0f s; probing",
+        len(table),
+        len(logits),
+        engine.describe(),
+        sum(len(v) for v in cams.area.values()),
+        time.perf_counter() - start,
+    )
     proba = {k: engine.to_proba(v) for k, v in logits.items()}
     space = bundle.label_space
     score = {k: checks.label_matrix_auroc(space, labels, p) for k, p in proba.items()}
