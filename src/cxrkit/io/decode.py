@@ -123,7 +123,9 @@ def pil_to_gray_float(img: Image.Image, name: str = "<image>") -> np.ndarray:
     elif mode == "I":
         # 32-bit integer PNGs usually carry 16-bit data; scale by the type range actually used.
         raw = np.asarray(img, dtype=np.int64)
-        top = 65535.0 if raw.max(initial=0) > 255 else 255.0
+        hi = int(raw.max(initial=0))
+        # Beyond 16 bits (a 32-bit TIFF) the data's own maximum is the top: values must stay in [0, 1].
+        top = 255.0 if hi <= 255 else 65535.0 if hi <= 65535 else float(hi)
         arr = np.clip(raw, 0, None).astype(np.float32) / top
     elif mode == "F":
         raw = np.asarray(img, dtype=np.float32)

@@ -159,7 +159,6 @@ def decode_dicom_with_meta(data: bytes, name: str, limits) -> tuple[np.ndarray, 
     The header's sizes are checked against ``limits`` before any pixel is decoded or inflated; only the
     first frame is decoded; pixel values that are not finite are refused.
     """
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
         ds = _read_dataset(data, name, limits=limits)
@@ -167,6 +166,17 @@ def decode_dicom_with_meta(data: bytes, name: str, limits) -> tuple[np.ndarray, 
         raise
     except Exception as e:
         raise ImageDecodeError(f"{name}: not a readable DICOM file ({e}).") from None
+    try:
+        return _pixels_and_meta(ds, name, limits)
+    except ImageDecodeError:
+        raise
+    except Exception as e:  # pydicom parses elements lazily: a damaged one fails here, in any exception type
+        raise ImageDecodeError(f"{name}: the DICOM file is damaged ({type(e).__name__}: {e}).") from None
+
+
+def _pixels_and_meta(ds, name: str, limits) -> tuple[np.ndarray, DicomMeta]:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise ImageDecodeError(f"{name}: the DICOM file has no pixel data (a report or structured document?).")
     check_pixel_budget(ds, name, limits)
