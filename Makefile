@@ -7,7 +7,7 @@ STAMP := $(VENV)/.cxrkit-installed
 DATA ?= ../shared/data/kaggle-pneumonia/train
 OUT ?= runs/demo
 
-.PHONY: setup test test-all lint demo clean ship serve
+.PHONY: fuzz setup test test-all lint demo clean ship serve
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ test: lint
 
 test-all: lint
 	$(BIN)/pytest -q -m ""
+
+# The property-based suite at length (Hypothesis decoders and form fields, Schemathesis on every route).
+fuzz: setup
+	$(BIN)/pytest -q -m slow tests/io/test_decode_properties.py tests/serving/test_form_properties.py tests/serving/test_schema_fuzz.py
 
 demo: setup
 	@test -e "$(DATA)" || { echo "No dataset at $(DATA). Download the Kaggle chest X-ray pneumonia set (https://www.kaggle.com/datasets/paultimothymooney/chest-xray-pneumonia) and run: make demo DATA=path/to/chest_xray/train"; exit 2; }
