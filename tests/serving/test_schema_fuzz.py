@@ -15,7 +15,7 @@ schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not i
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
-RUNS = [pytest.param(6, id="fast"), pytest.param(150, id="slow", marks=pytest.mark.slow)]
+RUNS = [pytest.param(15, id="fast"), pytest.param(150, id="slow", marks=pytest.mark.slow)]
 
 
 @pytest.fixture
