@@ -84,3 +84,8 @@ def test_loso_folds_pooled_thresholds_and_final_model(hospitals, tmp_path):
     assert bundle.extra["validation"] == "leave-one-source-out"
     assert summary["final"]["n_train"] == 50 and summary["final"]["n_val"] == 0
     assert bundle.extra["epochs_run"] == report["final"]["epochs_run"] == bundle.extra["loso"]["final_epochs"]
+
+
+def test_loso_runs_in_one_process():
+    with pytest.raises(ConfigError, match=r"train\.devices=1"):
+        load_recipe(None, ["data.sources=[a]", "data.validation=loso", "train.devices=2"])

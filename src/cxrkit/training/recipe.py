@@ -180,6 +180,8 @@ def _validate(r: Recipe) -> None:
         raise ConfigError("threshold.method 'sensitivity' needs threshold.target_sensitivity (e.g. 0.95).")
     if r.data.validation not in ("split", "loso"):
         raise ConfigError(f"data.validation must be split or loso; got {r.data.validation!r}.")
+    if r.data.validation == "loso" and (r.train.num_nodes > 1 or str(r.train.devices) != "1"):
+        raise ConfigError("data.validation: loso runs its folds one after another in one process; set train.devices=1.")
     if r.data.validation == "loso" and r.data.val_source:
         raise ConfigError("data.val_source holds out one source; data.validation: loso holds out each. Set one.")
     if r.model.tta not in ("none", "hflip"):
