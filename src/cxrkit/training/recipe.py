@@ -88,6 +88,7 @@ class ThresholdSpec:
 @dataclass
 class Recipe:
     name: str = "experiment"
+    kind: str = "classification"  # classification | segmentation
     out: str = "runs/{name}"
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -170,6 +171,8 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
 def _validate(r: Recipe) -> None:
     if not r.data.sources:
         raise ConfigError("The recipe names no data: set data.sources to a list of dataset paths or manifests.")
+    if r.kind not in ("classification", "segmentation"):
+        raise ConfigError(f"kind must be classification or segmentation; got {r.kind!r}.")
     if r.data.balance not in ("weights", "sampler", "none"):
         raise ConfigError(f"data.balance must be weights, sampler or none; got {r.data.balance!r}.")
     if r.train.optimizer not in ("adamw", "adam", "rmsprop", "sgd"):

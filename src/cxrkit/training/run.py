@@ -79,6 +79,10 @@ def train_from_recipe(
         A JSON-ready dict: ``bundle`` path, ``val`` metrics (with thresholds chosen on validation),
         ``best_epoch``, ``epochs_run``, ``train_seconds``, ``images_per_second``.
     """
+    if recipe.kind == "segmentation":
+        from cxrkit.training.segmentation import train_segmentation
+
+        return train_segmentation(recipe, progress=progress)
     if recipe.model.arch in CLASSICAL:
         from cxrkit.training.classical import train_classical
 
