@@ -93,6 +93,7 @@ def _register() -> None:
     from cxrkit.commands.keys import keys_app
     from cxrkit.commands.models import evaluate_cmd, models_app, predict_cmd, threshold_cmd, train_cmd
     from cxrkit.commands.search import index_app, timeline_cmd
+    from cxrkit.commands.segment import segment_cmd
     from cxrkit.commands.serve import serve_cmd
 
     app.add_typer(data_app, name="data", help="Explore, split and balance datasets.")
@@ -104,6 +105,7 @@ def _register() -> None:
     app.command("explain")(friendly_errors(explain_cmd))
     app.command("export")(friendly_errors(export_cmd))
     app.command("audit")(friendly_errors(audit_cmd))
+    app.command("segment")(friendly_errors(segment_cmd))
     app.add_typer(index_app, name="index", help="Similar-case index: build, add, query, evaluate.")
     app.command("timeline")(friendly_errors(timeline_cmd))
     app.command("serve")(friendly_errors(serve_cmd))

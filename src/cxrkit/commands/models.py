@@ -46,12 +46,13 @@ def list_cmd(pattern: Annotated[str, typer.Argument()] = "*", as_json: JsonOpt =
     from cxrkit.models.bundle import default_bundle
 
     bundles = list_bundles()
+    segmenters = list_bundles("segmentation")
     try:
         default: str | None = default_bundle()
     except CxrkitError:
         default = None
     if as_json:
-        print_json({"architectures": archs, "bundles": bundles, "default": default})
+        print_json({"architectures": archs, "bundles": bundles, "default": default, "segmenters": segmenters})
         return
     typer.echo("architectures:")
     for a in archs:
@@ -59,6 +60,8 @@ def list_cmd(pattern: Annotated[str, typer.Argument()] = "*", as_json: JsonOpt =
     typer.echo("trained bundles: " + (", ".join(bundles) if bundles else "(none yet: see recipes/)"))
     if default:
         typer.echo(f"default model: {default} (set CXRKIT_DEFAULT_MODEL to change it)")
+    if segmenters:
+        typer.echo("segmenters (cxr segment): " + ", ".join(segmenters))
 
 
 def train_cmd(

@@ -249,6 +249,11 @@ def _read_config(path: Path) -> dict[str, Any]:
         ) from err
     if not isinstance(config, dict):
         raise BundleError(f"{cfg_path} must hold a JSON object. Fix: re-export the bundle.")
+    if config.get("kind") == "segmentation":
+        raise BundleError(
+            f"{path} is a segmentation model, not a classifier. Fix: use it with `cxr segment --model {path.name}` "
+            "(or cxrkit.models.segmentation.load_segmenter), or pick a classifier bundle."
+        )
     missing = [k for k in _REQUIRED if k not in config]
     if missing:
         raise BundleError(f"{cfg_path} lacks required fields {missing}. Fix: re-export the bundle with save_bundle.")
@@ -354,12 +359,25 @@ def _bundle_roots() -> list[Path]:
     return [SHIPPED_DIR, cxrkit_home() / "models"]
 
 
-def list_bundles() -> list[str]:
-    """Names of bundles shipped with cxrkit or installed under ``$CXRKIT_HOME/models``."""
+def _bundle_kind(folder: Path) -> str:
+    try:
+        kind = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")).get("kind", "classifier")
+    except (OSError, ValueError, AttributeError):
+        return "classifier"  # unreadable: listed, so that loading it reports what is wrong
+    return str(kind)
+
+
+def list_bundles(kind: str = "classifier") -> list[str]:
+    """Names of bundles shipped with cxrkit or installed under ``$CXRKIT_HOME/models``.
+
+    ``kind``: "classifier" (what predict/serve load), "segmentation" (e.g. ``lungs``) or "all".
+    """
     names: set[str] = set()
     for root in _bundle_roots():
         if root.is_dir():
-            names.update(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
+            names.update(
+                p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file() and kind in ("all", _bundle_kind(p))
+            )
     return sorted(names)
 
 

@@ -208,7 +208,12 @@ def load_segmenter(name_or_path: str | Path = "lungs") -> Segmenter:
     """
     from safetensors.torch import load_file
 
-    path = resolve_bundle(name_or_path)
+    try:
+        path = resolve_bundle(name_or_path)
+    except UnknownNameError:
+        from cxrkit.models.bundle import list_bundles
+
+        raise UnknownNameError("segmentation bundle", str(name_or_path), list_bundles("segmentation")) from None
     try:
         config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:

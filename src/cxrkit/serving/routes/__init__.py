@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from cxrkit.serving.deps import require_api_key
-from cxrkit.serving.routes import admin, analysis, models, patients, similar
+from cxrkit.serving.routes import admin, analysis, models, patients, segment, similar
 
 
 def v1_router() -> APIRouter:
     """Every /v1 route (mount with ``prefix="/v1"``)."""
     router = APIRouter(dependencies=[Depends(require_api_key)])
-    for module in (models, analysis, similar, patients, admin):
+    for module in (models, analysis, similar, patients, admin, segment):
         router.include_router(module.router)
     return router
 

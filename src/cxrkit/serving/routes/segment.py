@@ -1,0 +1,47 @@
+"""POST /v1/segment: lung mask, outline overlay, lung box and lung area of one image (not recorded)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form
+
+from cxrkit.core.errors import CxrkitError
+from cxrkit.serving.deps import FileField, StateDep
+from cxrkit.serving.segment import describe_segmenter, segment_array, served_segmenter
+from cxrkit.serving.uploads import UploadError, decode_upload, read_bounded
+
+log = logging.getLogger("cxrkit.serving")
+
+router = APIRouter(tags=["segmentation"])
+
+
+@router.post("/segment")
+def segment(
+    state: StateDep,
+    file: FileField,
+    include_mask: Annotated[
+        bool, Form(description="Return the mask PNG (base64, 255 = lung) at the image's size.")
+    ] = True,
+    include_overlay: Annotated[bool, Form(description="Return the outline overlay PNG (base64).")] = True,
+) -> dict[str, Any]:
+    """The lungs of one frontal chest X-ray: ``bbox`` [x0, y0, x1, y1] (pixels of the uploaded image, end
+    exclusive), ``lung_fraction``, ``lungs_found`` and a ``warning`` when no lungs are found (a lateral
+    view, or not a chest X-ray). Segmentation results are not stored in the case store."""
+    t0 = time.perf_counter()
+    try:
+        segmenter = served_segmenter()
+    except CxrkitError as err:
+        raise UploadError(503, "no_segmenter", f"No lung segmenter is available on this server: {err}") from err
+    upload = decode_upload(read_bounded(file.file, state.limits.max_upload_bytes), state.limits)
+    record, mask_png, overlay_png = segment_array(upload.image, segmenter)
+    answer: dict[str, Any] = {"segmenter": describe_segmenter(segmenter), **record, "input": upload.describe()}
+    if include_mask:
+        answer["mask_png"] = base64.b64encode(mask_png).decode("ascii")
+    if include_overlay:
+        answer["overlay_png"] = base64.b64encode(overlay_png).decode("ascii")
+    log.info("segment %.1fms lungs_found=%s", 1000 * (time.perf_counter() - t0), record["lungs_found"])
+    return answer
