@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from cxrkit.core.errors import ConfigError, DataFormatError
+from cxrkit.data.augment import Augmentation as AugmentSpec
 from cxrkit.data.segmentation import load_mask_pairs, split_pairs_by_patient
-from cxrkit.training.recipe import AugmentSpec, load_recipe
+from cxrkit.training.recipe import load_recipe
 from cxrkit.training.segmentation import PairDataset, pair_augmentation
 from tests.seg_helpers import synthetic_cxr, write_pairs
 

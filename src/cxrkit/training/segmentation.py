@@ -1,8 +1,10 @@
 """Train a lung segmenter from a recipe (``kind: segmentation``): U-Net, Dice + BCE, patient-grouped split.
 
 Images and masks are decoded and resized once into memory (the V7 set is 361 small images), then
-albumentations moves each image and its mask with the same flip/affine; brightness/contrast touch
-only the image.
+albumentations (2.0.x, the MIT-licensed line) moves each image and its mask with the same flip/affine
+(nearest-neighbour for the mask); brightness/contrast/gamma touch only the image. The recipe's
+``augment`` section (``cxrkit.data.augment.Augmentation``) gives the magnitudes; its kornia pipeline
+is for classifiers, whose labels do not move.
 """
 
 from __future__ import annotations
@@ -26,17 +28,18 @@ from torch.utils.data import DataLoader, Dataset
 from cxrkit.core.errors import ConfigError
 from cxrkit.core.files import atomic_write_text
 from cxrkit.core.preprocess import Preprocessing
+from cxrkit.data.augment import Augmentation
 from cxrkit.data.segmentation import load_mask_pairs, read_mask, split_pairs_by_patient
 from cxrkit.evaluation.segmentation import evaluate_segmenter, segmentation_metrics
 from cxrkit.io import read_image
 from cxrkit.models.segmentation import SEG_ARCHS, create_segmenter, load_segmenter, save_segmenter
-from cxrkit.training.recipe import AugmentSpec, Recipe, TrainSpec
+from cxrkit.training.recipe import Recipe, TrainSpec
 
 log = logging.getLogger(__name__)
 SEG_MEAN, SEG_STD = 0.5, 0.5  # the TF Lite0 weights expect [-1, 1] inputs
 
 
-def pair_augmentation(spec: AugmentSpec) -> A.Compose | None:
+def pair_augmentation(spec: Augmentation) -> A.Compose | None:
     """Geometric steps move image and mask together; intensity steps apply to the image only."""
     if not spec.enabled:
         return None
@@ -59,7 +62,8 @@ def pair_augmentation(spec: AugmentSpec) -> A.Compose | None:
         )
     if spec.brightness or spec.contrast:
         steps.append(A.RandomBrightnessContrast(spec.brightness, spec.contrast, p=0.8))
-        steps.append(A.RandomGamma(gamma_limit=(80, 120), p=0.5))
+    if spec.gamma:
+        steps.append(A.RandomGamma(gamma_limit=(100 * (1 - spec.gamma), 100 * (1 + spec.gamma)), p=spec.p))
     return A.Compose(steps)
 
 
