@@ -80,8 +80,10 @@ def test_loso_folds_pooled_thresholds_and_final_model(hospitals, tmp_path):
     # the final model: every source, the pooled out-of-source thresholds, LOSO metrics in its bundle
     bundle = load_bundle(summary["bundle"])
     assert bundle.thresholds["PNEUMONIA"] == pytest.approx(report["thresholds"][0], abs=1e-6)
-    assert bundle.metrics["leave_source_out"]["hospB"]["auroc"] == report["per_source"]["hospB"]["auroc"]
+    assert bundle.metrics["leave_source_out"]["per_source"]["hospB"]["auroc"] == report["per_source"]["hospB"]["auroc"]
     assert bundle.extra["validation"] == "leave-one-source-out"
+    card = (bundle.path / "MODEL_CARD.md").read_text()
+    assert "### leave_source_out" in card and "| hospC |" in card  # a row per held-out source
     assert summary["final"]["n_train"] == 50 and summary["final"]["n_val"] == 0
     assert bundle.extra["epochs_run"] == report["final"]["epochs_run"] == bundle.extra["loso"]["final_epochs"]
 

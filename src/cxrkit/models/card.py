@@ -25,7 +25,7 @@ def _table(rows: Mapping[str, object], header: tuple[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-_PER_ITEM = ("per_label", "per_class")
+_PER_ITEM = ("per_label", "per_class", "per_source")
 _SKIP = ("classes", "calibration", "accuracy_vs_threshold", "bootstrap", "confusion_matrix")
 
 

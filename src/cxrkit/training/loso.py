@@ -146,7 +146,10 @@ def _final_fit(recipe: Recipe, table: CxrTable, summary: dict[str, Any], progres
         thresholds=list(summary["thresholds"]),
         metrics={
             "validation": summary["pooled"],  # out-of-source: each image scored by a model that never saw its source
-            "leave_source_out": {"mean_auroc_over_sources": summary["mean_auroc_over_sources"], **per_source},
+            "leave_source_out": {
+                "mean_auroc_over_sources": summary["mean_auroc_over_sources"],
+                "per_source": per_source,
+            },
         },
         check_rows=check_rows,
         extra={
