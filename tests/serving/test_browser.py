@@ -50,7 +50,7 @@ def test_upload_shows_findings_heatmap_similar_and_timeline(browser, make_client
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.goto(srv.url + "/", wait_until="domcontentloaded")
-        page.wait_for_function("document.querySelector('#model').options.length > 0", timeout=20_000)
+        page.wait_for_function("() => document.querySelector('#model').options.length > 0", timeout=20_000)
         page.fill("#patient", "WEB-1")
         page.fill("#date", "2024-05-06")
         page.set_input_files("#file", str(image))
@@ -93,7 +93,7 @@ HOT = "rgb(192, 57, 43)"  # --hot: the alarm red
 def _open(browser, srv, width=1280):
     page = browser.new_page(viewport={"width": width, "height": 1000})
     page.goto(srv.url + "/", wait_until="domcontentloaded")
-    page.wait_for_function("document.querySelector('#model').options.length > 0", timeout=20_000)
+    page.wait_for_function("() => document.querySelector('#model').options.length > 0", timeout=20_000)
     return page
 
 
