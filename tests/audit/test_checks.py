@@ -164,3 +164,17 @@ def test_rows_scored_per_task():
     mc = LabelSpace(TaskType.MULTICLASS, ("a", "b", "c"))
     keep, _ = rows_with_a_class(mc, np.array([[1, 0, 0], [0, 0, 0], [nan, nan, nan]], np.float32))
     assert keep.tolist() == [True, False, False]
+
+
+def test_a_segmenter_bundle_is_a_mask_provider(tmp_path):
+    from cxrkit.core.preprocess import Preprocessing
+    from cxrkit.models.segmentation import create_segmenter, save_segmenter
+
+    torch_model = create_segmenter(weights="none")
+    folder = save_segmenter(
+        tmp_path / "seg", torch_model, "unet_efficientnet_lite0", Preprocessing(image_size=64), 0.5, {}, {}, "test"
+    )
+    lungs = resolve_lung_masks(str(folder))
+    assert lungs.available and lungs.name == str(folder) and "segmenter" in lungs.note
+    masks = lungs([np.random.default_rng(0).random((70, 50), dtype=np.float32), np.zeros((40, 40), np.float32)])
+    assert [m.shape for m in masks] == [(70, 50), (40, 40)] and all(m.dtype == bool for m in masks)
