@@ -75,7 +75,8 @@ def test_loso_folds_pooled_thresholds_and_final_model(hospitals, tmp_path):
     assert report["per_source"]["hospA"]["monitor"] == "val_auroc"
     aurocs = [report["per_source"][s]["auroc"] for s in ("hospA", "hospB")]
     assert report["mean_auroc_over_sources"] == pytest.approx(np.mean(aurocs), abs=1e-4)
-    assert report["pooled"]["n"] == 50
+    assert report["pooled"]["n"] == summary["n_val"] == 50
+    assert summary["val_auroc"] == pytest.approx(report["pooled"]["auroc"])  # what `cxr train` prints
     assert "| hospC | 10 | 40 | - |" in (tmp_path / "loso.md").read_text()
     # the final model: every source, the pooled out-of-source thresholds, LOSO metrics in its bundle
     bundle = load_bundle(summary["bundle"])

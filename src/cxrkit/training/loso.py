@@ -42,8 +42,12 @@ log = logging.getLogger(__name__)
 FOLD_KEYS = ("n", "n_positive", "auroc", "macro_auroc", "mean_auroc", "accuracy", "sensitivity", "specificity")
 
 
-def train_loso(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
-    """Run the LOSO folds, write the per-source report, then (``data.loso_final``) the final model."""
+def train_loso(recipe: Recipe, progress: bool = True, resume: bool = False) -> dict[str, Any]:
+    """Run the LOSO folds, write the per-source report, then (``data.loso_final``) the final model.
+
+    ``resume`` resumes each fold (and the final fit) from its ``last.ckpt``: finished folds end at once.
+    Returns ``loso.json``'s content plus ``val_auroc``/``n_val`` (pooled out-of-source) and ``bundle``.
+    """
     out = recipe.out_dir
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(recipe.train.seed, workers=True, verbose=False)
@@ -57,7 +61,7 @@ def train_loso(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
         ft = fold_table(table, fold)
         fold_recipe = _fold_recipe(recipe, fold.held_out, ft)
         L.seed_everything(recipe.train.seed, workers=True, verbose=False)
-        summary, probs = fit_table(fold_recipe, ft, progress=progress)
+        summary, probs = fit_table(fold_recipe, ft, resume=resume, progress=progress)
         if probs is None:  # not rank 0 of a multi-process run
             return {}
         oof[fold.val_index] = probs.reshape(len(fold.val_index), -1)
@@ -85,6 +89,8 @@ def train_loso(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
         "thresholds": thresholds,
         "threshold_method": recipe.threshold.method,
         "mean_auroc_over_sources": _mean_auroc(per_source),
+        "val_auroc": headline_auroc(pooled_headline),  # pooled out-of-source
+        "n_val": len(covered),
         "pooled": pooled_headline,
         "per_source": per_source,
     }
@@ -92,7 +98,7 @@ def train_loso(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     atomic_write_text(out / "loso.json", json.dumps(summary, indent=2))
     atomic_write_text(out / "loso.md", loso_markdown(summary))
     if recipe.data.loso_final:
-        summary["final"] = _final_fit(recipe, table, summary, progress)
+        summary["final"] = _final_fit(recipe, table, summary, progress, resume)
         summary["bundle"] = summary["final"].get("bundle")
         atomic_write_text(out / "loso.json", json.dumps(to_jsonable(summary), indent=2))
     return summary
@@ -130,7 +136,9 @@ def _mean_auroc(per_source: dict[str, dict]) -> float | None:
     return round(float(np.mean(values)), 4) if values else None
 
 
-def _final_fit(recipe: Recipe, table: CxrTable, summary: dict[str, Any], progress: bool) -> dict[str, Any]:
+def _final_fit(
+    recipe: Recipe, table: CxrTable, summary: dict[str, Any], progress: bool, resume: bool = False
+) -> dict[str, Any]:
     """One model on every source, for the folds' median best epoch count, with their pooled thresholds."""
     best = [m["best_epoch"] for m in summary["per_source"].values() if m.get("best_epoch") is not None]
     epochs = max(1, round(float(np.median(best))) + 1) if best else recipe.train.epochs
@@ -159,7 +167,7 @@ def _final_fit(recipe: Recipe, table: CxrTable, summary: dict[str, Any], progres
     )
     log.info("final fit on all %d images for %d epoch(s) (median best epoch of the folds)", len(table), epochs)
     L.seed_everything(recipe.train.seed, workers=True, verbose=False)
-    result, _ = fit_table(final, everything, progress=progress, fixed=fixed)
+    result, _ = fit_table(final, everything, resume=resume, progress=progress, fixed=fixed)
     return result
 
 

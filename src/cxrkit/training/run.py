@@ -90,7 +90,7 @@ def train_from_recipe(
     if recipe.data.validation == "loso":
         from cxrkit.training.loso import train_loso
 
-        return train_loso(recipe, progress=progress)
+        return train_loso(recipe, progress=progress, resume=resume)
     L.seed_everything(recipe.train.seed, workers=True, verbose=False)
     table = prepare_table(recipe.data)
     return fit_table(recipe, table, resume=resume, progress=progress, callbacks=callbacks)[0]
