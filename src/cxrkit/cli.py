@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -42,7 +43,15 @@ QUIET_LOGGERS = ("faiss.loader", "onnx_ir", "onnxscript", "torch.onnx", "torch.e
 class _NoLightningTips(logging.Filter):
     """Drop Lightning's advertising ("💡 Tip: ... litlogger") and its accelerator inventory lines."""
 
-    NOISE = ("Tip:", "GPU available:", "TPU available:", "HPU available:", "litlogger", "LitLogger")
+    NOISE = (
+        "Tip:",
+        "GPU available:",
+        "TPU available:",
+        "HPU available:",
+        "litlogger",
+        "LitLogger",
+        "to estimate number of stepping batches",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith(("lightning", "pytorch_lightning")):
@@ -65,6 +74,8 @@ def setup_logging(quiet: bool) -> None:
                 handler.addFilter(_NoLightningTips())
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Lightning's own use of a deprecated torch API: nothing a cxr user can act on (only this message).
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -206,7 +206,7 @@ def _trainer(
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        log_every_n_steps=10,
+        log_every_n_steps=1,  # metrics are logged per epoch; 10 only warned on small sets (< 10 batches)
         deterministic=False,
         **kwargs,
     )
