@@ -87,13 +87,18 @@ def test_api_segment(make_client, all_lungs, no_lungs, xrays, monkeypatch) -> No
     mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["mask_png"]))))
     assert mask.shape == (40, 64) and mask.min() == 255
     assert np.asarray(Image.open(io.BytesIO(base64.b64decode(body["overlay_png"])))).shape == (40, 64, 3)
+    assert "outline_png" not in body  # only on request
     monkeypatch.setenv("CXRKIT_SEGMENTER", str(no_lungs))
     r = client.post(
-        "/v1/segment", files={"file": ("x.png", _png(xrays[0]), "image/png")}, data={"include_mask": "false"}
+        "/v1/segment",
+        files={"file": ("x.png", _png(xrays[0]), "image/png")},
+        data={"include_mask": "false", "include_outline": "true"},
     )
     body = r.json()
     assert r.status_code == 200 and body["lungs_found"] is False and "no lungs found" in body["warning"]
     assert "mask_png" not in body
+    outline = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["outline_png"]))))
+    assert outline.shape == (70, 50, 4) and not outline[..., 3].any()  # transparent: no lungs, no outline
 
 
 def test_api_segment_bad_input(make_client, all_lungs, monkeypatch) -> None:

@@ -72,6 +72,16 @@ def outline_overlay(image: np.ndarray, mask: np.ndarray, box: Sequence[int] | No
     return rgb
 
 
+def outline_layer(mask: np.ndarray, width: int | None = None) -> np.ndarray:
+    """RGBA uint8: the lung outlines in green on a transparent background, to lay over any view of the image."""
+    h, w = mask.shape
+    layer = np.zeros((h, w, 4), np.uint8)
+    thick = width or max(1, round(max(h, w) / 200))
+    contours, _ = cv2.findContours(np.asarray(mask, np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(layer, contours, -1, (0, 230, 0, 255), thick, lineType=cv2.LINE_AA)
+    return layer
+
+
 def crop_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int] | None:
     """The lung box grown by ``margin`` of its width/height on each side, clipped; None without lungs."""
     info = describe_mask(mask)

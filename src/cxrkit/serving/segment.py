@@ -33,8 +33,11 @@ def served_segmenter() -> Segmenter:
 
 
 def png_bytes(image: np.ndarray) -> bytes:
-    """uint8 gray (H, W) or RGB (H, W, 3) as PNG bytes."""
-    arr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    """uint8 gray (H, W), RGB (H, W, 3) or RGBA (H, W, 4) as PNG bytes."""
+    if image.ndim == 2:
+        arr = image
+    else:
+        arr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR if image.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
     ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:  # pragma: no cover - cv2 encodes any uint8 array
         raise ValueError("PNG encoding failed")
@@ -43,12 +46,15 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 def segment_array(image: np.ndarray, segmenter: Segmenter) -> tuple[dict[str, Any], bytes, bytes]:
     """(record, mask PNG, overlay PNG) of one decoded float32 [0,1] image."""
+    record, mask = segment_mask(image, segmenter)
+    return record, png_bytes(mask.astype(np.uint8) * 255), png_bytes(outline_overlay(image, mask, record["bbox"]))
+
+
+def segment_mask(image: np.ndarray, segmenter: Segmenter) -> tuple[dict[str, Any], np.ndarray]:
+    """(record, bool mask) of one decoded float32 [0,1] image."""
     mask, info = segment_image(image, segmenter)
     h, w = image.shape
-    record = {"width": int(w), "height": int(h), **info}
-    mask_png = png_bytes(mask.astype(np.uint8) * 255)
-    overlay_png = png_bytes(outline_overlay(image, mask, info["bbox"]))
-    return record, mask_png, overlay_png
+    return {"width": int(w), "height": int(h), **info}, mask
 
 
 def segment_files(paths: Sequence[Path], out: str | Path, segmenter: Segmenter) -> dict[str, Any]:

@@ -41,6 +41,7 @@ INDEX_HTML = r"""<!doctype html>
   .viewer .placeholder { color:#8b949e; font-size:14px; padding:40px; text-align:center; }
   .frame { position:relative; display:inline-block; line-height:0; }
   .frame img { display:block; image-rendering:auto; }
+  .frame img.lungs { position:absolute; left:0; top:0; width:100%; height:100%; pointer-events:none; }
   .box { position:absolute; border:2px solid #fff; box-shadow:0 0 0 1px #000; border-radius:2px; pointer-events:none; }
   .toggle { display:flex; gap:6px; margin-top:10px; }
   .toggle button { margin:0; width:auto; padding:5px 12px; background:#e9edf3; color:var(--ink); font-weight:500; }
@@ -118,7 +119,7 @@ INDEX_HTML = r"""<!doctype html>
         <h2>Heatmap</h2>
         <div class="viewer" id="viewer"><div class="placeholder">Choose an image to see the model's findings and the regions that drove them.</div></div>
         <div class="toggle hidden" id="viewtoggle">
-          <button id="showheat" class="on">Heatmap</button><button id="showorig">Original</button><button id="showboxes" class="on">Boxes</button>
+          <button id="showheat" class="on">Heatmap</button><button id="showorig">Original</button><button id="showboxes" class="on">Boxes</button><button id="showlungs" title="Lung outlines from the lung segmenter (POST /v1/segment)">Lungs</button>
         </div>
       </div>
       <div class="card">
@@ -148,7 +149,7 @@ INDEX_HTML = r"""<!doctype html>
 <script>
 "use strict";
 const $ = (s) => document.querySelector(s);
-const S = { file: null, result: null, health: null, models: {}, view: "heat", boxes: true };
+const S = { file: null, result: null, health: null, models: {}, view: "heat", boxes: true, lungs: false, lungsData: null };
 
 function esc(t) { const d = document.createElement("div"); d.textContent = String(t ?? ""); return d.innerHTML; }
 function headers() { const k = $("#apikey").value.trim(); return k ? { "X-API-Key": k } : {}; }
@@ -200,7 +201,7 @@ function setFile(f) {
 }
 // Nothing of a previous image may stay on screen beside a new file or a failed analysis.
 function clearResults() {
-  S.result = null;
+  S.result = null; S.lungsData = null;
   $("#findings").innerHTML = ""; $("#meta").innerHTML = "";
   $("#summary").innerHTML = '<span class="muted">No image analysed yet.</span>';
   $("#viewer").innerHTML = PLACEHOLDER;
@@ -227,6 +228,20 @@ $("#reset").addEventListener("click", (e) => { e.preventDefault(); if (S.result)
 $("#showheat").addEventListener("click", () => { S.view = "heat"; drawImage(); });
 $("#showorig").addEventListener("click", () => { S.view = "orig"; drawImage(); });
 $("#showboxes").addEventListener("click", () => { S.boxes = !S.boxes; drawImage(); });
+$("#showlungs").addEventListener("click", toggleLungs);
+
+// The lung outlines are fetched once per image, only when asked for, and laid over whichever view is shown.
+async function toggleLungs() {
+  S.lungs = !S.lungs;
+  if (S.lungs && !S.lungsData && S.file) {
+    const fd = new FormData(); fd.append("file", S.file);
+    fd.append("include_mask", "false"); fd.append("include_overlay", "false"); fd.append("include_outline", "true");
+    try { S.lungsData = await (await api("/v1/segment", { method: "POST", body: fd })).json(); }
+    catch (e) { S.lungs = false; showError("Lungs: " + e.message); }
+  }
+  if (S.result) showWarnings([...(S.result.warnings || []), ...(S.lungs && S.lungsData && S.lungsData.warning ? [S.lungsData.warning] : [])]);
+  drawImage();
+}
 
 async function analyse() {
   if (!S.file) return;
@@ -301,10 +316,11 @@ function drawImage() {
   // Fit the image to the viewer (up or down), keeping its aspect ratio, so the boxes stay aligned.
   const vw = Math.max(200, $("#viewer").clientWidth - 16), scale = Math.min(vw / r.input.width, 520 / r.input.height);
   const w = Math.round(r.input.width * scale), h = Math.round(r.input.height * scale);
-  $("#viewer").innerHTML = `<div class="frame"><img id="heatmap" alt="heatmap of ${esc(e.target)} over the X-ray" src="${src}" width="${w}" height="${h}">${boxes}</div>`;
+  const lungs = S.lungs && S.lungsData ? `<img class="lungs" id="lungoutline" alt="lung outlines" src="data:image/png;base64,${S.lungsData.outline_png}">` : "";
+  $("#viewer").innerHTML = `<div class="frame"><img id="heatmap" alt="heatmap of ${esc(e.target)} over the X-ray" src="${src}" width="${w}" height="${h}">${lungs}${boxes}</div>`;
   $("#viewtoggle").classList.remove("hidden");
   $("#showheat").classList.toggle("on", S.view === "heat"); $("#showorig").classList.toggle("on", S.view === "orig");
-  $("#showboxes").classList.toggle("on", S.boxes);
+  $("#showboxes").classList.toggle("on", S.boxes); $("#showlungs").classList.toggle("on", S.lungs);
 }
 
 async function similar() {

@@ -10,13 +10,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form
 
 from cxrkit.core.errors import CxrkitError
+from cxrkit.models.lungs import outline_layer, outline_overlay
 from cxrkit.serving.deps import FileField, StateDep
-from cxrkit.serving.segment import describe_segmenter, segment_array, served_segmenter
+from cxrkit.serving.segment import describe_segmenter, png_bytes, segment_mask, served_segmenter
 from cxrkit.serving.uploads import UploadError, decode_upload, read_bounded
 
 log = logging.getLogger("cxrkit.serving")
 
 router = APIRouter(tags=["segmentation"])
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 @router.post("/segment")
@@ -27,6 +32,9 @@ def segment(
         bool, Form(description="Return the mask PNG (base64, 255 = lung) at the image's size.")
     ] = True,
     include_overlay: Annotated[bool, Form(description="Return the outline overlay PNG (base64).")] = True,
+    include_outline: Annotated[
+        bool, Form(description="Return the outlines alone on a transparent RGBA PNG (to lay over a heatmap).")
+    ] = False,
 ) -> dict[str, Any]:
     """The lungs of one frontal chest X-ray: ``bbox`` [x0, y0, x1, y1] (pixels of the uploaded image, end
     exclusive), ``lung_fraction``, ``lungs_found`` and a ``warning`` when no lungs are found (a lateral
@@ -37,11 +45,13 @@ def segment(
     except CxrkitError as err:
         raise UploadError(503, "no_segmenter", f"No lung segmenter is available on this server: {err}") from err
     upload = decode_upload(read_bounded(file.file, state.limits.max_upload_bytes), state.limits)
-    record, mask_png, overlay_png = segment_array(upload.image, segmenter)
+    record, mask = segment_mask(upload.image, segmenter)
     answer: dict[str, Any] = {"segmenter": describe_segmenter(segmenter), **record, "input": upload.describe()}
     if include_mask:
-        answer["mask_png"] = base64.b64encode(mask_png).decode("ascii")
+        answer["mask_png"] = b64(png_bytes(mask.astype("uint8") * 255))
     if include_overlay:
-        answer["overlay_png"] = base64.b64encode(overlay_png).decode("ascii")
+        answer["overlay_png"] = b64(png_bytes(outline_overlay(upload.image, mask, record["bbox"])))
+    if include_outline:
+        answer["outline_png"] = b64(png_bytes(outline_layer(mask)))
     log.info("segment %.1fms lungs_found=%s", 1000 * (time.perf_counter() - t0), record["lungs_found"])
     return answer
