@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 from cxrkit.core.errors import ConfigError
 
@@ -27,8 +30,15 @@ class Preprocessing:
     mean: float = 0.449
     std: float = 0.226
     in_chans: int = 1
+    lungs: str | None = None  # None | crop | mask: lung-aware preprocessing before resizing
+    lung_margin: float = 0.1  # crop: grow the lung box by this fraction of its size on each side
+    lung_segmenter: str = "lungs"  # the segmentation bundle that finds the lungs
 
     def __post_init__(self) -> None:
+        if self.lungs not in LUNG_MODES:
+            raise ConfigError(f"preprocess lungs must be crop, mask or null, got {self.lungs!r}.")
+        if not 0 <= self.lung_margin < 1:
+            raise ConfigError(f"preprocess margin must be in [0, 1), got {self.lung_margin}.")
         if self.resize not in RESIZE_POLICIES:
             raise ConfigError(f"Unknown resize policy {self.resize!r}; valid: {', '.join(RESIZE_POLICIES)}.")
         if not 8 <= int(self.image_size) <= 2048:
@@ -43,4 +53,26 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
-        return cls(**{k: d[k] for k in ("image_size", "resize", "mean", "std", "in_chans") if k in d})
+        keys = ("image_size", "resize", "mean", "std", "in_chans", "lungs", "lung_margin", "lung_segmenter")
+        return cls(**{k: d[k] for k in keys if k in d})
+
+
+# Lung-aware preprocessing needs a segmentation model, which lives above this layer: cxrkit.models.lungs
+# registers the function that applies it when imported (``import cxrkit.models`` does), and
+# ImageTransform looks it up here.
+LUNG_MODES = (None, "crop", "mask")
+_LUNG_HOOK: list[Callable[[Preprocessing, np.ndarray, str | None], np.ndarray]] = []
+
+
+def register_lung_preprocessing(fn: Callable[[Preprocessing, np.ndarray, str | None], np.ndarray]) -> None:
+    _LUNG_HOOK[:] = [fn]
+
+
+def lung_preprocessing() -> Callable[[Preprocessing, np.ndarray, str | None], np.ndarray]:
+    """The registered ``(prep, image, path) -> image`` function (raises ConfigError when none is)."""
+    if not _LUNG_HOOK:
+        raise ConfigError(
+            "This model crops or masks to the lungs but no lung segmenter is loaded. Fix: import cxrkit.models "
+            "(cxr predict/evaluate/serve do) so that cxrkit.models.lungs provides it."
+        )
+    return _LUNG_HOOK[0]

@@ -27,9 +27,9 @@ class CxrImageDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         if not self.skip_errors:
-            return self.transform(load_image(self.paths[i])), self.labels[i]
+            return self.transform(load_image(self.paths[i]), path=self.paths[i]), self.labels[i]
         try:
-            return self.transform(load_image(self.paths[i])), self.labels[i], ""
+            return self.transform(load_image(self.paths[i]), path=self.paths[i]), self.labels[i], ""
         except (CxrkitError, OSError) as e:
             prep = self.transform.prep
             blank = torch.zeros(prep.in_chans, prep.image_size, prep.image_size)

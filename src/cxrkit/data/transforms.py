@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from cxrkit.core.errors import ConfigError
-from cxrkit.core.preprocess import Preprocessing
+from cxrkit.core.preprocess import Preprocessing, lung_preprocessing
 from cxrkit.data.augment import Augmentation
 
 __all__ = ["Augmentation", "ImageTransform", "resize"]
@@ -45,8 +45,13 @@ class ImageTransform:
     def __init__(self, prep: Preprocessing, augmentation: Augmentation | None = None):
         self.prep = prep
         self.augment = augmentation.build() if augmentation is not None and augmentation.enabled else None
+        # Looked up once: a module-level function pickles by name, so spawned workers import its module too.
+        self.lungs = lung_preprocessing() if prep.lungs else None
 
-    def __call__(self, img: np.ndarray) -> torch.Tensor:
+    def __call__(self, img: np.ndarray, path: str | None = None) -> torch.Tensor:
+        """``path`` (the image's file) lets lung preprocessing reuse the lung mask cached for it."""
+        if self.lungs is not None:
+            img = self.lungs(self.prep, img, path)
         x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None]
         x = resize(x, self.prep.image_size, self.prep.resize)
         if self.augment is not None:

@@ -3,6 +3,7 @@
 Never imports Lightning or the training/serving/evaluation layers, so prediction needs only this.
 """
 
+import cxrkit.models.lungs  # noqa: F401  (registers lung-aware preprocessing for ImageTransform)
 from cxrkit.models.bundle import Bundle, list_bundles, load_bundle, resolve_bundle, save_bundle
 from cxrkit.models.classical import ClassicalBaseline, downsample_pixels
 from cxrkit.models.heads import label_targets, logits_to_proba

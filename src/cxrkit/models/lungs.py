@@ -23,6 +23,7 @@ import numpy as np
 
 from cxrkit.core.errors import ConfigError
 from cxrkit.core.files import atomic_write_bytes
+from cxrkit.core.preprocess import Preprocessing, register_lung_preprocessing
 from cxrkit.core.settings import cxrkit_home
 from cxrkit.models.segmentation import Segmenter, describe_mask, load_segmenter
 
@@ -190,3 +191,17 @@ class LungPreprocessor:
                     cache.parent.mkdir(parents=True, exist_ok=True)
                     atomic_write_bytes(cache, buf.tobytes())
         return len(todo)
+
+
+@functools.lru_cache(maxsize=8)
+def _preprocessor(spec: LungSpec) -> LungPreprocessor:
+    return LungPreprocessor(spec)
+
+
+def apply_lung_preprocessing(prep: Preprocessing, image: np.ndarray, path: str | None = None) -> np.ndarray:
+    """``prep.lungs`` (crop/mask) applied to a decoded image; the mask of ``path`` is cached on disk."""
+    spec = LungSpec(lungs=prep.lungs, margin=prep.lung_margin, segmenter=prep.lung_segmenter)
+    return _preprocessor(spec)(image, path)
+
+
+register_lung_preprocessing(apply_lung_preprocessing)

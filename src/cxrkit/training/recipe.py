@@ -80,6 +80,15 @@ class TrainSpec:
 
 
 @dataclass
+class PreprocessSpec:
+    """Lung-aware preprocessing, recorded in the bundle and applied identically at inference."""
+
+    lungs: str | None = None  # null | crop (to the lung box grown by margin) | mask (blank outside the lungs)
+    margin: float = 0.1
+    segmenter: str = "lungs"  # the segmentation bundle that finds the lungs
+
+
+@dataclass
 class ThresholdSpec:
     method: str = "youden"  # youden | youden_band | sensitivity
     target_sensitivity: float | None = None
@@ -93,6 +102,7 @@ class Recipe:
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     augment: Augmentation = field(default_factory=Augmentation)  # the one spec, in cxrkit.data.augment
+    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     threshold: ThresholdSpec = field(default_factory=ThresholdSpec)
     license: str = "See the training data's license."

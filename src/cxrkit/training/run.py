@@ -41,9 +41,31 @@ CLASSICAL = ("knn", "logreg")
 def preprocessing_for(recipe: Recipe) -> Preprocessing:
     info = get_model_info(recipe.model.arch) if recipe.model.arch not in CLASSICAL else None
     base = info.preprocessing if info is not None else Preprocessing()
+    p = recipe.preprocess
     return Preprocessing(
-        image_size=recipe.model.image_size, resize=recipe.model.resize, mean=base.mean, std=base.std, in_chans=1
+        image_size=recipe.model.image_size,
+        resize=recipe.model.resize,
+        mean=base.mean,
+        std=base.std,
+        in_chans=1,
+        lungs=p.lungs,
+        lung_margin=p.margin,
+        lung_segmenter=p.segmenter,
     )
+
+
+def warm_lung_cache(recipe: Recipe, table: CxrTable) -> None:
+    """Segment every image once before training, so that epochs read cached masks instead."""
+    if not recipe.preprocess.lungs:
+        return
+    from cxrkit.models.lungs import LungPreprocessor, LungSpec
+
+    p = recipe.preprocess
+    started = time.perf_counter()
+    done = LungPreprocessor(LungSpec(p.lungs, p.margin, p.segmenter)).warm_cache(
+        table.frame["path"].astype(str).tolist()
+    )
+    log.info("lung masks: %d images segmented (%.0f s), the rest were cached", done, time.perf_counter() - started)
 
 
 def augmentation_for(recipe: Recipe) -> Augmentation | None:
@@ -93,6 +115,7 @@ def train_from_recipe(
         return train_loso(recipe, progress=progress, resume=resume)
     L.seed_everything(recipe.train.seed, workers=True, verbose=False)
     table = prepare_table(recipe.data)
+    warm_lung_cache(recipe, table)
     return fit_table(recipe, table, resume=resume, progress=progress, callbacks=callbacks)[0]
 
 
