@@ -94,3 +94,25 @@ def test_cli_audit_writes_the_report_and_records(tiny_bundle, clean_set, tmp_pat
     assert "Border test" in text.output and "10 images" in text.output  # 5 per source, two sources
     bad = CliRunner().invoke(app, [*args, "--fill", "white"])
     assert bad.exit_code == 2 and "Unknown fill" in bad.output
+
+
+def test_unseen_only_leaves_out_training_images(clean_set, tmp_path):
+    from cxrkit.audit import AuditOptions, run_audit
+    from cxrkit.core.errors import ConfigError
+    from cxrkit.data.fingerprint import split_record
+    from cxrkit.models.engine import InferenceOptions
+
+    torch.manual_seed(0)
+    model = create_model("tiny_cnn", SPACE, weights="none", image_size=SIZE)
+    train, val = clean_set.subset(np.arange(0, 10)), clean_set.subset(np.arange(10, 14))
+    record = split_record(train, val, workers=1)
+    bundle = save_bundle(tmp_path / "b", model, "tiny_cnn", SPACE, PREP, 0.5, {}, {}, "test", images=record)
+    manifest = write_manifest(clean_set.subset(np.arange(24)), tmp_path / "m.csv")
+    opts = dict(lungs="none", options=AuditOptions(cam_per_class=0), inference=InferenceOptions(num_workers=0))
+    everything = run_audit(bundle, [str(manifest)], **opts)
+    assert everything.summary["data"]["seen_in_training"] == {"checked": True, "count": 14, "fraction": 14 / 24}
+    unseen = run_audit(bundle, [str(manifest)], unseen_only=True, **opts)
+    assert unseen.summary["data"]["n_images"] == 10 and unseen.summary["data"]["seen_in_training"]["count"] == 0
+    plain = save_bundle(tmp_path / "plain", model, "tiny_cnn", SPACE, PREP, 0.5, {}, {}, "test")
+    with pytest.raises(ConfigError, match="records no image hashes"):
+        run_audit(plain, [str(manifest)], unseen_only=True, **opts)

@@ -21,7 +21,9 @@ def card_summary(result: AuditResult | dict[str, Any]) -> dict[str, Any]:
     data = s.get("data") or {}
     return {
         "created": s.get("created"),
-        "data": {k: data.get(k) for k in ("datasets", "n_images", "sources", "class_counts") if k in data},
+        "data": {
+            k: data.get(k) for k in ("datasets", "n_images", "sources", "class_counts", "seen_in_training") if k in data
+        },
         "lung_masks": (s.get("lung_masks") or {}).get("name"),
         "auroc": s.get("auroc"),
         "checks": {

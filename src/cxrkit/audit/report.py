@@ -165,9 +165,20 @@ def _intro(summary: Mapping[str, Any]) -> list[str]:
     sources = ", ".join(f"{k} ({v})" for k, v in d["sources"].items())
     met = summary["targets"].get("all")
     targets = {True: "meets", False: "does NOT meet", None: "could not be checked against"}[met]
+    seen = d.get("seen_in_training") or {}
+    if seen.get("checked") and seen.get("count"):
+        overlap = (
+            f"{seen['count']} of these images ({seen['fraction']:.0%}) were in the model's training or validation "
+            "data: its AUROCs here are optimistic (--unseen-only leaves them out)."
+        )
+    elif seen.get("checked"):
+        overlap = "None of these images was in the model's training or validation data."
+    else:
+        overlap = "Whether the model saw these images in training is unknown (the bundle records no image hashes)."
     return [
         f"Model `{summary['model']['path']}` ({summary['model']['architecture']}, {summary['task']}: "
         f"{', '.join(summary['classes'])}), {d['n_images']} images from {sources}.",
+        overlap,
         f"Lung masks: {summary['lung_masks']['name']}. {summary['lung_masks']['note']}",
         f"The model {targets} the lung-focus targets (lungs-blanked AUROC <= {checks.LUNGS_BLANKED_MAX}, "
         f"lungs-only AUROC within {checks.OUTSIDE_DROP_MAX} of full, Grad-CAM energy in lungs >= {checks.CAM_IN_LUNGS_MIN}).",

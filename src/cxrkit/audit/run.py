@@ -33,6 +33,7 @@ from cxrkit.data.transforms import ImageTransform
 from cxrkit.explain import compute_cams
 from cxrkit.models import Bundle, load_bundle, resolve_bundle
 from cxrkit.models.engine import Engine, InferenceOptions, default_workers
+from cxrkit.models.records import seen_mask
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +332,7 @@ def run_audit(
     options: AuditOptions | None = None,
     inference: InferenceOptions | None = None,
     progress: bool = False,
+    unseen_only: bool = False,
 ) -> AuditResult:
     """Audit a bundle for shortcuts on labelled datasets (see ``audit_table``).
 
@@ -342,6 +344,7 @@ def run_audit(
         lungs: the lung mask provider (see ``resolve_lung_masks``).
         options: see ``AuditOptions``.
         inference: engine options (backend, precision, device, batch size).
+        unseen_only: leave out images the bundle was trained or validated on (needs its recorded image hashes).
     """
     bundle = model if isinstance(model, Bundle) else load_bundle(resolve_bundle(model))
     options = options or AuditOptions()
@@ -356,8 +359,24 @@ def run_audit(
             "Fix: map the data's classes with --label-map DATASET_CLASS=MODEL_CLASS."
         )
     table, labels = table.subset(known), labels[known]
+    if unseen_only:
+        seen = seen_mask(bundle, table)
+        if seen is None:
+            raise ConfigError(
+                f"{bundle.path} records no image hashes, so images it was trained on cannot be left out. "
+                "Fix: drop --unseen-only, or audit on data it never saw."
+            )
+        table, labels = table.subset(~seen), labels[~seen]
+        if not len(table):
+            raise DataFormatError("Every image of this data was in the model's training or validation data.")
     rows = sample_per_source(table.frame, options.max_per_source, options.seed)
     table, labels = table.subset(rows), labels[rows]
+    seen = seen_mask(bundle, table) if not unseen_only else np.zeros(len(table), bool)
     result = audit_table(bundle, table, labels, resolve_lung_masks(lungs), options, inference, progress)
     result.summary["data"]["datasets"] = [str(d) for d in data]
+    result.summary["data"]["seen_in_training"] = (
+        {"checked": False}
+        if seen is None
+        else {"checked": True, "count": int(seen.sum()), "fraction": float(seen.mean())}
+    )
     return result

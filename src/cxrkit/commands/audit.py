@@ -33,6 +33,9 @@ def audit_cmd(
     record: Annotated[
         bool, typer.Option(help="Store the result in the bundle: its MODEL_CARD.md gets a Shortcut audit section.")
     ] = False,
+    unseen_only: Annotated[
+        bool, typer.Option(help="Leave out images the model was trained or validated on (bundles that record them).")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the samples and of the probes' folds.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
     backend: BackendOpt = "torch",
@@ -60,6 +63,7 @@ def audit_cmd(
         options=options,
         inference=InferenceOptions(backend=backend, precision=precision, batch_size=batch_size),
         progress=sys.stderr.isatty() and not (quiet or as_json),
+        unseen_only=unseen_only,
     )
     if out is not None:
         write_audit_report(result, out, title=f"Shortcut audit of {model} on {', '.join(data)}")

@@ -53,6 +53,9 @@ def audit_section(audit: Mapping[str, Any] | None) -> list[str]:
         f"Run {audit.get('created', '?')} on {data.get('n_images', '?')} images from {sources or '?'}; "
         f"lung masks: {audit.get('lung_masks', '?')}."
     )
+    seen = data.get("seen_in_training") or {}
+    if seen.get("count"):
+        parts.append(f"{seen['count']} of these images were in the training/validation data (AUROCs optimistic).")
     auroc = {k: v for k, v in (audit.get("auroc") or {}).items() if v is not None}
     if auroc:
         names = {

@@ -22,7 +22,15 @@ import numpy as np
 
 from cxrkit.core.errors import BundleError
 from cxrkit.core.files import atomic_dir
-from cxrkit.data.fingerprint import CONTENT_BYTES, DHASH_SIDE, NEAR_DUPLICATE_BITS
+from cxrkit.data.fingerprint import (
+    CONTENT_BYTES,
+    DHASH_SIDE,
+    NEAR_DUPLICATE_BITS,
+    content_hashes,
+    near_duplicates,
+    pixel_dhashes,
+)
+from cxrkit.data.table import CxrTable
 from cxrkit.models.card import render_model_card
 
 IMAGES_FILE = "images.npz"
@@ -85,3 +93,39 @@ def record_evaluation(bundle_path: Path, name: str, entry: Mapping[str, Any]) ->
     config["evaluations"] = {**(config.get("evaluations") or {}), name: stamped}
     rewrite_bundle(bundle_path, config)
     return stamped
+
+
+def seen_mask(bundle: Any, table: CxrTable, content: np.ndarray | None = None) -> np.ndarray | None:
+    """Per image of ``table``: was it in the bundle's training or validation data (exact copy or near-duplicate)?
+
+    None when the bundle records no image hashes. ``content``: ``content_hashes(table)`` if already computed.
+    """
+    record = bundle.split_record()
+    if record is None:
+        return None
+    content = content_hashes(table) if content is None else content
+    seen = {bytes(r) for r in np.concatenate([record["train_content"], record["val_content"]])}
+    exact = np.array([bytes(r) in seen for r in content], dtype=bool)
+    if (~exact).any():
+        reference = np.concatenate([record["train_dhash"], record["val_dhash"]])
+        exact[~exact] = near_duplicates(pixel_dhashes(table.subset(~exact)), reference)
+    return exact
+
+
+def seen_images(bundle: Any, table: CxrTable, content: np.ndarray) -> dict[str, Any]:
+    """How many of ``table``'s images the bundle was trained or validated on (exact copies or near-duplicates)."""
+    record = bundle.split_record()
+    if record is None:
+        return {"checked": False, "reason": "the bundle records no image hashes (saved before cxrkit recorded them)"}
+    seen = {bytes(r) for r in np.concatenate([record["train_content"], record["val_content"]])}
+    exact = np.array([bytes(r) in seen for r in content], dtype=bool)
+    reference = np.concatenate([record["train_dhash"], record["val_dhash"]])
+    near = near_duplicates(pixel_dhashes(table.subset(~exact)), reference) if (~exact).any() else np.zeros(0, bool)
+    count = int(exact.sum() + near.sum())
+    return {
+        "checked": True,
+        "count": count,
+        "fraction": count / max(1, len(table)),
+        "exact": int(exact.sum()),
+        "near_duplicate": int(near.sum()),
+    }

@@ -13,13 +13,13 @@ from cxrkit.core.errors import ConfigError, DataFormatError
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.data import VOCABULARY, load_datasets
 from cxrkit.data.align import align_labels
-from cxrkit.data.fingerprint import content_hashes, data_fingerprint, near_duplicates, pixel_dhashes
+from cxrkit.data.fingerprint import content_hashes, data_fingerprint
 from cxrkit.data.table import CxrTable
 from cxrkit.evaluation import evaluate_predictions, to_jsonable, write_report
 from cxrkit.evaluation.groups import metrics_by_group
 from cxrkit.models import load_bundle, resolve_bundle
 from cxrkit.models.engine import Engine, InferenceOptions
-from cxrkit.models.records import record_evaluation
+from cxrkit.models.records import record_evaluation, seen_images
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +37,6 @@ def _group_column(table: CxrTable, column: str) -> list:
     if values.isna().all():
         log.warning("--by %s: no image of this data records its %s; one '(unknown)' group.", column, column)
     return values.astype("object").where(values.notna(), None).tolist()
-
-
-def seen_images(bundle, table: CxrTable, content: np.ndarray) -> dict[str, Any]:
-    """How many of ``table``'s images the bundle was trained or validated on (exact copies or near-duplicates)."""
-    record = bundle.split_record()
-    if record is None:
-        return {"checked": False, "reason": "the bundle records no image hashes (saved before cxrkit recorded them)"}
-    seen = {bytes(r) for r in np.concatenate([record["train_content"], record["val_content"]])}
-    exact = np.array([bytes(r) in seen for r in content], dtype=bool)
-    reference = np.concatenate([record["train_dhash"], record["val_dhash"]])
-    near = near_duplicates(pixel_dhashes(table.subset(~exact)), reference) if (~exact).any() else np.zeros(0, bool)
-    count = int(exact.sum() + near.sum())
-    return {
-        "checked": True,
-        "count": count,
-        "fraction": count / max(1, len(table)),
-        "exact": int(exact.sum()),
-        "near_duplicate": int(near.sum()),
-    }
 
 
 _NOT_RECORDED = ("calibration", "accuracy_vs_threshold", "bootstrap", "model", "inference", "skipped", "by")
