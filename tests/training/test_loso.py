@@ -92,3 +92,19 @@ def test_loso_folds_pooled_thresholds_and_final_model(hospitals, tmp_path):
 def test_loso_runs_in_one_process():
     with pytest.raises(ConfigError, match=r"train\.devices=1"):
         load_recipe(None, ["data.sources=[a]", "data.validation=loso", "train.devices=2"])
+
+
+def test_source_balanced_sampling(hospitals, tmp_path):
+    """Every source, and every class within it, is drawn equally often (data.balance: source)."""
+    from cxrkit.training.datamodule import source_balanced_weights
+
+    table = load_datasets([*hospitals[:2], hospitals[0].replace("hospA", "hospC") + "::NORMAL"])
+    table = table.subset(np.r_[0:20, 20:25, 40:50])  # hospA 20 (10/10), hospB 5 (NORMAL only), hospC 10
+    w = source_balanced_weights(table)
+    df = table.frame.assign(w=w, cls=table.class_index())
+    per_source = df.groupby("source")["w"].sum()
+    np.testing.assert_allclose(per_source.to_numpy(), 1 / 3)
+    cells = df[df["source"] == "hospA"].groupby("cls")["w"].sum()
+    np.testing.assert_allclose(cells.to_numpy(), 1 / 6)
+    r = load_recipe(None, [f"data.sources={json.dumps(hospitals)}", f"out={tmp_path}", *TINY, "data.balance=source"])
+    assert train_from_recipe(r, progress=False)["epochs_run"] == 2

@@ -24,7 +24,7 @@ class DataSpec:
     seed: int = 0
     keep_existing_splits: bool = False  # trust the source's train/val(/test) columns or folders
     per_class: int | None = None  # undersample to N images per class before splitting
-    balance: str = "weights"  # weights | sampler | none
+    balance: str = "weights"  # weights | sampler (classes) | source (every source, and class within it) | none
     harmonise: bool = False  # relabel every source to one multi-label vocabulary (cxrkit.data.harmonise)
     covid_is_pneumonia: bool = True  # harmonised: COVID-19 positive rows are Pneumonia positive too
     validation: str = "split"  # split: patient split (val/test); loso: leave-one-source-out folds
@@ -183,8 +183,8 @@ def _validate(r: Recipe) -> None:
         raise ConfigError("The recipe names no data: set data.sources to a list of dataset paths or manifests.")
     if r.kind not in ("classification", "segmentation"):
         raise ConfigError(f"kind must be classification or segmentation; got {r.kind!r}.")
-    if r.data.balance not in ("weights", "sampler", "none"):
-        raise ConfigError(f"data.balance must be weights, sampler or none; got {r.data.balance!r}.")
+    if r.data.balance not in ("weights", "sampler", "source", "none"):
+        raise ConfigError(f"data.balance must be weights, sampler, source or none; got {r.data.balance!r}.")
     if r.train.optimizer not in ("adamw", "adam", "rmsprop", "sgd"):
         raise ConfigError(f"train.optimizer must be adamw, adam, rmsprop or sgd; got {r.train.optimizer!r}.")
     if r.threshold.method not in ("youden", "youden_band", "sensitivity"):

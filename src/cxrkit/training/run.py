@@ -173,6 +173,7 @@ def fit_table(
         batch_size=recipe.train.batch_size,
         num_workers=recipe.train.num_workers,
         balanced_sampler=recipe.data.balance == "sampler",
+        source_column=recipe.data.source_column if recipe.data.balance == "source" else None,
         seed=recipe.train.seed,
     )
     trainer, checkpoint = _trainer(recipe, out, progress, callbacks, validate=fixed is None)
