@@ -10,7 +10,9 @@ import pytest
 from cxrkit.models import list_bundles, load_bundle, resolve_bundle
 from cxrkit.models.bundle import SHIPPED_DIR
 
-SHIPPED = sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / "config.json").is_file()) if SHIPPED_DIR.is_dir() else []
+# Classifier bundles; segmentation bundles (lungs) are tested in test_shipped_lungs.py.
+SHIPPED = list_bundles() if SHIPPED_DIR.is_dir() else []
+SHIPPED = [n for n in SHIPPED if (SHIPPED_DIR / n / "config.json").is_file()]
 REPO = Path(__file__).resolve().parents[2]
 
 

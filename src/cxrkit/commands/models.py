@@ -97,7 +97,11 @@ def train_cmd(
         print_json(result)
     else:
         typer.echo(f"bundle: {result.get('bundle') or result.get('baseline')}")
-        typer.echo(f"validation AUROC: {result['val_auroc']:.4f}  ({result['n_val']} images)")
+        if "val_auroc" in result:
+            typer.echo(f"validation AUROC: {result['val_auroc']:.4f}  ({result['n_val']} images)")
+        else:  # a segmenter
+            v = result["val"]
+            typer.echo(f"validation Dice {v['dice_lungs']:.4f}, IoU {v['iou_lungs']:.4f}  ({result['n_val']} images)")
 
 
 def predict_cmd(

@@ -260,7 +260,7 @@ def render_segmenter_card(config: Mapping[str, Any]) -> str:
   std {prep["std"]}; the probability map is resized back to the image's size and thresholded at
   {config.get("threshold", 0.5)}; the two largest regions are kept and their holes filled.
 - **Intended use**: lung masks, lung boxes and lung area of frontal (PA/AP) adult chest X-rays, for cropping,
-  masking and shortcut audits. Not a diagnostic device.
+  masking and shortcut audits. Research use only, not a medical device.
 - **Out of scope**: lateral views (the model returns an (almost) empty mask, and cxrkit then warns "no lungs found").
   Lungs here follow V7 Labs' convention: they include the lung behind the heart.
 
