@@ -115,11 +115,28 @@ def _check_dimensions(name: str, w: int, h: int, limits: DecodeLimits) -> None:
         raise ImageDecodeError(f"{name}: {w}x{h} is too small to be an X-ray (minimum side {limits.min_side} px).")
 
 
+BAND_ROWS = 256  # big images are copied out of Pillow a band at a time, never as one whole tobytes()
+
+
+def _banded(img: Image.Image, src: type, check_finite: bool = False, name: str = "<image>") -> np.ndarray:
+    """float32 (H, W) copy of a single-band image, built band by band: for a 7000x7000 image this keeps
+    the peak at Pillow's buffer + the result instead of 3-4 whole copies; NaN/inf stop it early."""
+    w, h = img.size
+    out = np.empty((h, w), dtype=np.float32)
+    for y in range(0, h, BAND_ROWS):
+        band = np.asarray(img.crop((0, y, w, min(h, y + BAND_ROWS))), dtype=src)
+        if check_finite and not np.isfinite(band).all():  # NaN would normalise to an all-black image
+            raise ImageDecodeError(f"{name}: pixel values are not all finite numbers (NaN/inf); fix the export.")
+        out[y : y + BAND_ROWS] = band
+    return out
+
+
 def pil_to_gray_float(img: Image.Image, name: str = "<image>") -> np.ndarray:
     """Convert any Pillow mode to grayscale float32 in [0, 1], keeping 16-bit precision."""
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        arr = np.asarray(img, dtype=np.uint16).astype(np.float32) / 65535.0
+        arr = _banded(img, np.uint16)
+        arr /= np.float32(65535.0)
     elif mode == "I":
         # 32-bit integer PNGs usually carry 16-bit data; scale by the type range actually used.
         raw = np.asarray(img, dtype=np.int64)
@@ -128,13 +145,16 @@ def pil_to_gray_float(img: Image.Image, name: str = "<image>") -> np.ndarray:
         top = 255.0 if hi <= 255 else 65535.0 if hi <= 65535 else float(hi)
         arr = np.clip(raw, 0, None).astype(np.float32) / top
     elif mode == "F":
-        raw = np.asarray(img, dtype=np.float32)
-        if not np.isfinite(raw).all():  # NaN would normalise to an all-black image
-            raise ImageDecodeError(f"{name}: pixel values are not all finite numbers (NaN/inf); fix the export.")
-        lo, hi = float(raw.min()), float(raw.max())
-        arr = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
+        arr = _banded(img, np.float32, check_finite=True, name=name)
+        lo, hi = float(arr.min()), float(arr.max())
+        if hi > lo:
+            arr -= lo
+            arr /= hi - lo
+        else:
+            arr[:] = 0
     elif mode in ("L", "1"):
-        arr = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+        arr = _banded(img if mode == "L" else img.convert("L"), np.uint8)
+        arr /= np.float32(255.0)
     elif mode in ("LA", "PA", "P", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "La"):
         # Palette, colour and alpha images: composite onto black, then luminance (ITU-R 601-2).
         if "A" in mode or (mode == "P" and "transparency" in img.info):

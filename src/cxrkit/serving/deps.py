@@ -6,11 +6,15 @@ so each resource lives in its own module under ``cxrkit.serving.routes`` and tes
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, File, Form, Request, UploadFile
 
+import cxrkit
 from cxrkit.io import declared_pixels
 from cxrkit.serving.keys import RANK, Caller
 from cxrkit.serving.state import ServerState
@@ -98,7 +102,31 @@ def work_slot(state: StateDep, file: FileField) -> Iterator[None]:
     pixels = declared_pixels(data) or 0
     del data
     with state.work.slot(min(pixels, state.limits.max_pixels)):
-        yield
+        try:
+            yield
+        except BaseException as err:
+            _drop_frames(err)
+            raise
+
+
+def _drop_frames(err: BaseException | None) -> None:
+    """Clear the locals of cxrkit's finished frames an error's traceback keeps alive (they hold the decoded
+    image and its copies) so the memory is free before the work slot goes to the next request."""
+    resumable = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+    for _ in range(8):
+        if err is None:
+            return
+        tb = err.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if frame.f_code.co_filename.startswith(_PACKAGE_DIR) and not frame.f_code.co_flags & resumable:
+                with contextlib.suppress(RuntimeError):  # RuntimeError: still executing
+                    frame.clear()
+            tb = tb.tb_next
+        err = err.__context__
+
+
+_PACKAGE_DIR = str(Path(cxrkit.__file__).parent)
 
 
 WorkSlot = Annotated[None, Depends(work_slot)]

@@ -11,10 +11,30 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from cxrkit.serving.uploads import UploadError
+
+TRIM_ABOVE_PIXELS = 4_000_000
+
+
+def _malloc_trim() -> Callable[[], None]:
+    """glibc's malloc_trim: hands freed heap memory back to the OS (a no-op elsewhere).
+
+    Pillow and NumPy free a big image's buffers in the arena of the thread that decoded it; without a
+    trim each worker thread keeps its last big image's worth of RSS.
+    """
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+        return lambda: trim(0)
+    except (OSError, AttributeError):
+        return lambda: None
+
+
+release_memory = _malloc_trim()
 
 
 class WorkQueue:
@@ -75,6 +95,8 @@ class WorkQueue:
                 self._running -= 1
                 self._pixels -= pixels
                 self._cond.notify_all()
+            if pixels >= TRIM_ABOVE_PIXELS:
+                release_memory()
 
     def describe(self) -> dict[str, int | float]:
         with self._cond:
