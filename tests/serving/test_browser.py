@@ -46,7 +46,7 @@ def test_upload_shows_findings_heatmap_similar_and_timeline(browser, make_client
             timeout=30,
         )
         assert prior.status_code == 200
-        page = browser.new_page(viewport={"width": 1280, "height": 1000}, bypass_csp=True)  # see _open
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.goto(srv.url + "/", wait_until="domcontentloaded")
@@ -91,9 +91,7 @@ HOT = "rgb(192, 57, 43)"  # --hot: the alarm red
 
 
 def _open(browser, srv, width=1280):
-    # Playwright polls wait_for_function strings with eval(), which the page's CSP (no 'unsafe-eval')
-    # forbids: the helper bypasses CSP; test_page_works_under_its_csp checks the page itself under it.
-    page = browser.new_page(viewport={"width": width, "height": 1000}, bypass_csp=True)
+    page = browser.new_page(viewport={"width": width, "height": 1000})
     page.goto(srv.url + "/", wait_until="domcontentloaded")
     page.wait_for_function("() => document.querySelector('#model').options.length > 0", timeout=20_000)
     return page

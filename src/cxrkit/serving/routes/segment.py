@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form
 
 from cxrkit.core.errors import CxrkitError
 from cxrkit.models.lungs import outline_layer, outline_overlay
-from cxrkit.serving.deps import FileField, StateDep
+from cxrkit.serving.deps import FileField, StateDep, WorkSlot
 from cxrkit.serving.segment import describe_segmenter, png_bytes, segment_mask, served_segmenter
 from cxrkit.serving.uploads import UploadError, decode_upload, read_bounded
 
@@ -27,6 +27,7 @@ def b64(data: bytes) -> str:
 @router.post("/segment")
 def segment(
     state: StateDep,
+    _slot: WorkSlot,
     file: FileField,
     include_mask: Annotated[
         bool, Form(description="Return the mask PNG (base64, 255 = lung) at the image's size.")
