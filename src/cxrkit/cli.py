@@ -24,7 +24,12 @@ app = typer.Typer(
 
 
 BackendOpt = Annotated[
-    str, typer.Option("--backend", help="torch, or onnx (ONNX Runtime on an export cached per model).")
+    str,
+    typer.Option(
+        "--backend",
+        help="torch, onnx (ONNX Runtime on an export cached per model), or onnx-int8 (the model's INT8 "
+        "ONNX model, where its accuracy check passed: see cxr threshold).",
+    ),
 ]
 PrecisionOpt = Annotated[
     str,

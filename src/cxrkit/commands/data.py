@@ -1,4 +1,4 @@
-"""`cxr data summary|split|balance`."""
+"""`cxr data summary|split|balance|cache`."""
 
 from __future__ import annotations
 
@@ -126,3 +126,25 @@ def split_cmd(
         typer.echo(f"wrote {out} ({len(table):,} images, no patient in two splits)")
         for split, per in counts.items():
             typer.echo(f"  {split:5s} " + ", ".join(f"{c} {n:,}" for c, n in per.items()))
+
+
+@data_app.command("cache")
+@friendly_errors
+def cache_cmd(
+    paths: PathsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The cache folder to write (replaced if it exists).")],
+    size: Annotated[
+        int, typer.Option(help="Longer side of the stored images, px (aspect kept, never upscaled).")
+    ] = 256,
+    format: FormatOpt = None,
+    workers: Annotated[int | None, typer.Option(help="Decoding processes (default: one per core).")] = None,
+    harmonise: HarmoniseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Decode every image once into uint8 shards (LitData) + the table: pass OUT wherever a dataset goes."""
+    from cxrkit.data import load_datasets
+    from cxrkit.data.cache import build_cache
+
+    setup_logging(quiet)
+    table = load_datasets(paths, format=format, harmonise=harmonise)
+    print_json(build_cache(table, out, size=size, workers=workers))

@@ -27,6 +27,10 @@ def _npz_arrays(file: str) -> dict[str, np.ndarray]:
 
 def load_image(path: str) -> np.ndarray:
     """Decode the image a table row points at to float32 (H, W) in [0, 1]."""
+    if "::shard[" in str(path):  # a row of a dataset cache (cxr data cache)
+        from cxrkit.data.cache import load_cached_image
+
+        return load_cached_image(str(path))
     m = NPZ_REF.match(str(path))
     if m is None:
         return read_image(path)
@@ -46,6 +50,9 @@ def load_image(path: str) -> np.ndarray:
 
 def load_size(path: str) -> tuple[int, int]:
     """(width, height) of the image a row points at, from its header where possible."""
+    if "::shard[" in str(path):
+        h, w = load_image(path).shape
+        return int(w), int(h)
     m = NPZ_REF.match(str(path))
     if m is None:
         return image_size(path)

@@ -57,9 +57,16 @@ def load_dataset(spec: str | Path, format: str | None = None, **options) -> CxrT
         format: adapter name (folder, nih, covid, medmnist, csv); auto-detected when None.
         **options: passed to the adapter (e.g. ``views`` for covid, ``task`` for csv).
     """
+    from cxrkit.data.cache import REMOTE, is_cache, load_cache
+
+    if str(spec).startswith(REMOTE):  # a cache in object storage
+        return load_cache(str(spec))
     path, classes = parse_source(str(spec))
     if not path.exists():
         raise DataFormatError(f"{path}: no such file or folder.")
+    if is_cache(path):  # cxr data cache output: shards + table
+        table = load_cache(path)
+        return table.select_classes(classes) if classes else table
     name = format or detect_format(path)
     if name not in FORMATS:
         raise UnknownNameError("dataset format", name, FORMATS)

@@ -88,6 +88,32 @@ def _intended_input_lines(intended: object) -> list[str]:
     return [text + ". Images outside it are analysed with a warning.", ""]
 
 
+_PRECISION = {
+    "bf16": (
+        "### bf16 check (validation AUROC and decisions, bf16 autocast vs fp32)\n",
+        "bf16 is used where the hardware has it natively",
+        "fp32 is kept: bf16 changed the validation AUROC or the decisions too much",
+    ),
+    "int8": (
+        "### INT8 check (validation AUROC and decisions, ONNX Runtime INT8 vs fp32)\n",
+        "`--backend onnx-int8` may be used (model.int8.onnx)",
+        "INT8 is refused (`--backend onnx-int8` fails): it changed the validation AUROC or the decisions too much",
+    ),
+}
+
+
+def _precision_sections(checks: Mapping[str, object]) -> list[str]:
+    parts: list[str] = []
+    for name, (title, passed, refused) in _PRECISION.items():
+        check = checks.get(name)
+        if not isinstance(check, Mapping) or not check:
+            continue
+        ok = check.get("ok")
+        verdict = passed if ok else ("not checked" if ok is None else refused)
+        parts += [title, _table(check, ("Item", "Value")), f"Result: {verdict}.\n"]
+    return parts
+
+
 def render_model_card(config: Mapping[str, object]) -> str:
     """Markdown model card from a bundle's ``config.json`` contents."""
     ls = config["label_space"]
@@ -134,20 +160,7 @@ def render_model_card(config: Mapping[str, object]) -> str:
     extra = dict(config.get("extra") or {})
     extra.pop(AUDIT_KEY, None)
     recipe = extra.pop("recipe", None)
-    check = (extra.pop("precision_check", None) or {}).get("bf16")
-    if check:
-        verdict = (
-            "bf16 is used where the hardware has it natively"
-            if check.get("ok")
-            else (
-                "not checked" if check.get("ok") is None else "fp32 is kept: bf16 changed the validation AUROC too much"
-            )
-        )
-        parts += [
-            "### bf16 check (validation AUROC, bf16 autocast vs fp32)\n",
-            _table(check, ("Item", "Value")),
-            f"Result: {verdict}.\n",
-        ]
+    parts += _precision_sections(extra.pop("precision_check", None) or {})
     parts += audit_section(audit)
     parts += [
         "## Decision thresholds\n",

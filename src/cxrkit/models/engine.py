@@ -22,6 +22,7 @@ on a single image: 247 vs 329 img/s measured on an H200) or when compiled (the c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -46,7 +47,7 @@ from cxrkit.models.tta import bundle_tta, tta_mean
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "onnx-int8")
 PRECISIONS = ("auto", "fp32", "bf16")
 DECODERS = ("auto", "cpu", "gpu")
 BF16_AUROC_TOLERANCE = 0.002
@@ -132,8 +133,10 @@ class InferenceOptions:
             raise ConfigError(f"Unknown backend {self.backend!r}. Fix: use one of {', '.join(BACKENDS)}.")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"Unknown precision {self.precision!r}. Fix: use one of {', '.join(PRECISIONS)}.")
-        if self.backend == "onnx" and self.precision == "bf16":
-            raise ConfigError("The ONNX backend runs in fp32. Fix: use --precision fp32/auto with --backend onnx.")
+        if self.backend != "torch" and self.precision == "bf16":
+            raise ConfigError(
+                f"The {self.backend} backend has its own precision. Fix: use --precision fp32/auto with it."
+            )
 
 
 class Engine:
@@ -143,11 +146,13 @@ class Engine:
         self.bundle = bundle
         self.options = options or InferenceOptions()
         self.device = choose_device(self.options.device) if self.options.backend == "torch" else torch.device("cpu")
+        if self.options.backend == "onnx-int8":
+            self.options = dataclasses.replace(self.options, onnx_path=str(_int8_model(bundle, self.options)))
         self.precision = self._resolve_precision()
         self.tta = bundle_tta(bundle.extra)  # applied to every batch, exactly as validated
         self._onnx: Any = None
         self._compiled: dict[str, Any] = {}
-        if self.options.backend == "onnx":
+        if self.options.backend != "torch":
             from cxrkit.models.onnx_export import OnnxRunner
 
             self._onnx = OnnxRunner.for_bundle(bundle, self.options.onnx_path)
@@ -166,6 +171,8 @@ class Engine:
 
     def _resolve_precision(self) -> str:
         opt = self.options
+        if opt.backend == "onnx-int8":
+            return "int8"
         if opt.backend == "onnx" or opt.precision == "fp32":
             return "fp32"
         if opt.precision == "bf16":
@@ -361,6 +368,29 @@ def _head(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     if hasattr(model, "head"):
         return model.head
     raise ConfigError(f"{type(model).__name__} exposes no output layer (get_classifier/head).")
+
+
+def _int8_model(bundle: Bundle, options: InferenceOptions) -> Path:
+    """The bundle's INT8 model, only where its accuracy check passed (else a ConfigError saying why)."""
+    from cxrkit.models.quantize import INT8_FILE
+
+    check = (bundle.extra.get("precision_check") or {}).get("int8") or {}
+    name = bundle.path.name if bundle.path else "MODEL"
+    if not check:
+        raise ConfigError(
+            f"{name} has no INT8 check yet. Fix: run `cxr threshold --model {bundle.path}` (it calibrates on the "
+            "validation split, checks the accuracy and writes model.int8.onnx), or use --backend onnx."
+        )
+    if not check.get("ok"):
+        why = check.get("skipped") or (
+            f"validation AUROC moved by {check.get('auroc_delta')} (tolerance {check.get('tolerance')}), "
+            f"same decisions on {check.get('decision_agreement')} of images (minimum {check.get('agreement_min')})"
+        )
+        raise ConfigError(f"INT8 is refused for {name}: {why}. Fix: use --backend onnx (fp32).")
+    path = Path(options.onnx_path) if options.onnx_path else Path(bundle.path) / INT8_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing. Fix: run `cxr threshold --model {bundle.path}` to write it again.")
+    return path
 
 
 def onnx_cache_path(bundle: Bundle) -> Path:

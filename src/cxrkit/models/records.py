@@ -68,17 +68,26 @@ def read_split_record(bundle_path: Path) -> dict[str, np.ndarray] | None:
         raise BundleError(f"{path} is not a readable split record ({err}). Fix: restore it from the bundle.") from err
 
 
-def rewrite_bundle(bundle_path: Path, config: dict[str, Any], dest: Path | None = None) -> Path:
-    """Write ``config`` (and its regenerated card) into the bundle, atomically; other files copied unchanged."""
+def rewrite_bundle(
+    bundle_path: Path, config: dict[str, Any], dest: Path | None = None, files: Mapping[str, Path | None] | None = None
+) -> Path:
+    """Write ``config`` (and its regenerated card) into the bundle, atomically; other files copied unchanged.
+
+    ``files``: bundle file names to replace with the given file, or to leave out (None).
+    """
     from cxrkit.models.bundle import CARD_FILE, CONFIG_FILE
 
     bundle_path = Path(bundle_path)
     dest = Path(dest or bundle_path)
     text = json.dumps(config, indent=2)
+    files = dict(files or {})
     with atomic_dir(dest) as tmp:
         for f in bundle_path.iterdir():
-            if f.is_file() and f.name not in (CONFIG_FILE, CARD_FILE):
+            if f.is_file() and f.name not in (CONFIG_FILE, CARD_FILE) and f.name not in files:
                 shutil.copyfile(f, tmp / f.name)  # weights byte for byte: the sha256 stays the same
+        for name, src in files.items():
+            if src is not None:
+                shutil.copyfile(src, tmp / name)
         (tmp / CONFIG_FILE).write_text(text + "\n", encoding="utf-8")
         (tmp / CARD_FILE).write_text(render_model_card(config), encoding="utf-8")
     return dest

@@ -69,7 +69,8 @@ class TrainSpec:
     devices: int | str = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    accelerator: str = "auto"
+    accelerator: str = "auto"  # auto | cpu | gpu
+    compile: bool = False  # torch.compile the model (worth it on a GPU; compiling costs a minute or two)
     mixup: float = 0.0  # mixup Beta(alpha, alpha); 0: off (an entry unknown in either image leaves the loss)
     cutmix: float = 0.0  # cutmix Beta(alpha, alpha); 0: off (with both, each batch picks one)
     mix_prob: float = 1.0  # probability that a batch is mixed

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,11 @@ from cxrkit.evaluation import choose_thresholds, evaluate_predictions, to_jsonab
 from cxrkit.models import load_bundle, resolve_bundle
 from cxrkit.models.bundle import CONFIG_FILE, normalise_thresholds
 from cxrkit.models.inference import predict_proba
+from cxrkit.models.quantize import INT8_FILE
 from cxrkit.models.records import rewrite_bundle
 from cxrkit.models.tta import bundle_tta
 from cxrkit.training.data_prep import validation_split
-from cxrkit.training.precision import bf16_check
+from cxrkit.training.precision import bf16_check, int8_check
 from cxrkit.training.recipe import DataSpec
 
 log = logging.getLogger(__name__)
@@ -45,10 +48,19 @@ def rethreshold_bundle(
     val = validation_split(DataSpec(**recipe["data"]), bundle.split_record())
     tta = bundle_tta(bundle.extra)
     probs = predict_proba(bundle.model, bundle.label_space, val, bundle.preprocessing, tta=tta)
-    precision_check = {"bf16": bf16_check(bundle.model, bundle.label_space, val, bundle.preprocessing, probs)}
+    # The reduced-precision checks compare one forward pass with one: without test-time augmentation.
+    plain = predict_proba(bundle.model, bundle.label_space, val, bundle.preprocessing) if tta else probs
     thresholds = choose_thresholds(
         bundle.label_space, val.labels, probs, method=method, target_sensitivity=target_sensitivity
     )
+    decisions = normalise_thresholds(thresholds or None, bundle.label_space)
+    space, prep = bundle.label_space, bundle.preprocessing
+    tmp = Path(tempfile.mkdtemp(prefix="cxrkit-int8-"))
+    precision_check = {
+        "bf16": bf16_check(bundle.model, space, val, prep, plain, thresholds=decisions),
+        "int8": int8_check(bundle, val, plain, thresholds=decisions, out=str(tmp / INT8_FILE)),
+    }
+    int8_file = tmp / INT8_FILE if precision_check["int8"].get("ok") else None
     result = evaluate_predictions(bundle.label_space, val.labels, probs, thresholds=thresholds or None, n_boot=1000)
     val_metrics = {k: v for k, v in result.items() if k not in ("calibration", "accuracy_vs_threshold")}
     recipe["threshold"] = {"method": method, "target_sensitivity": target_sensitivity}
@@ -59,5 +71,8 @@ def rethreshold_bundle(
     config["extra"] = {**config.get("extra", {}), "recipe": recipe, "threshold_method": method}
     config["extra"]["precision_check"] = precision_check
     # The weights file (and the split record) are copied byte for byte: the bundle's sha256 stays the same.
-    rewrite_bundle(bundle.path, config, dest)
+    try:
+        rewrite_bundle(bundle.path, config, dest, files={INT8_FILE: int8_file})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return {"bundle": str(dest), "method": method, "thresholds": thresholds, "validation": val_metrics}

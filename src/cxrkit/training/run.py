@@ -26,6 +26,7 @@ from cxrkit.data.fingerprint import split_record
 from cxrkit.data.table import CxrTable
 from cxrkit.evaluation import choose_thresholds, evaluate_predictions, learning_curve_plot, write_report
 from cxrkit.models import create_model, get_model_info, save_bundle
+from cxrkit.models.bundle import normalise_thresholds
 from cxrkit.models.inference import predict_proba
 from cxrkit.training.callbacks import EpochLog
 from cxrkit.training.data_prep import data_summary, intended_input, prepare_table
@@ -148,6 +149,8 @@ def fit_table(
     )
     if recipe.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if recipe.train.compile:
+        model.compile()  # in place: the state dict (checkpoints, the bundle) keeps its plain keys
     weights = class_weights(train) if recipe.data.balance == "weights" else None
     aug = augmentation_for(recipe)
     on_device = aug is not None and aug.run_on == "device"
@@ -285,11 +288,15 @@ def _finish(
         write_report(result, out / "val_report", val.labels, probs, space, title=f"{recipe.name}: validation split")
         val_metrics = {k: v for k, v in result.items() if k not in ("calibration", "accuracy_vs_threshold")}
         metrics = {"validation": val_metrics}
-        precision_check = {"bf16": bf16_check(model, space, val, prep, probs_fp32=probs)}
+        decisions = normalise_thresholds(thresholds or None, space)
+        # The check compares one forward pass with one: fp32 probabilities without test-time augmentation.
+        plain = None if recipe.model.tta else probs
+        precision_check = {"bf16": bf16_check(model, space, val, prep, probs_fp32=plain, thresholds=decisions)}
     else:
         thresholds, metrics = fixed.thresholds, fixed.metrics
         val_metrics = metrics.get("validation") or {}
-        precision_check = {"bf16": bf16_check(model, space, fixed.check_rows, prep)}
+        decisions = normalise_thresholds(thresholds or None, space)
+        precision_check = {"bf16": bf16_check(model, space, fixed.check_rows, prep, thresholds=decisions)}
     epochs_run, steps = _progress(trainer, out)
     images_seen = steps * recipe.train.batch_size * trainer.world_size  # every rank takes a batch per step
     bundle = save_bundle(

@@ -1,0 +1,149 @@
+"""Dataset shards: every image decoded once, resized and stored as uint8, next to the dataset's table.
+
+``cxr data cache DATA... --size 256 --out CACHE/`` writes::
+
+    CACHE/
+      shards/            LitData chunks (``litdata.optimize``): one uint8 (H, W) array per image,
+                         its longer side ``size`` px (aspect ratio kept, never upscaled)
+      table.csv          the table as a cxrkit manifest; each path is ``::shard[K]``
+      cxrkit_cache.json  what was cached, from which sources, at which size
+
+Wherever cxrkit takes a dataset it takes ``CACHE`` (or ``CACHE/table.csv``): the rows' paths become
+``CACHE/::shard[K]`` and ``load_image`` reads image K from the shards instead of decoding a file, so
+training (including multi-node DDP: each rank reads its own rows), evaluation and index building run
+unchanged and the model's own resize policy (squash/letterbox) and augmentation still apply.
+``s3://bucket/prefix`` caches are streamed by LitData (chunks fetched on demand into a local cache).
+
+Why LitData and not WebDataset: cxrkit samples rows by index (class balancing, patient splits, DDP's
+sampler), which LitData serves by random access into its chunks, locally or from object storage;
+WebDataset tar shards only stream in order (a shuffle buffer instead of a sampler). Read speed of the
+two, same images, 2 workers: ``benchmarks/data_loading.py --compare-webdataset`` (figures in
+docs/PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrkit.core.errors import ConfigError, DataFormatError
+from cxrkit.core.files import atomic_dir
+from cxrkit.data.table import CxrTable
+
+MARKER = "cxrkit_cache.json"
+TABLE = "table.csv"
+SHARDS = "shards"
+CACHE_REF = re.compile(r"^(?P<root>.+?)/?::shard\[(?P<index>\d+)\]$")
+REMOTE = ("s3://", "gs://", "azure://")
+
+
+def is_cache(path: str | Path) -> bool:
+    return str(path).startswith(REMOTE) or (Path(path) / MARKER).is_file()
+
+
+def _encode(item: tuple[int, str], size: int) -> dict[str, Any]:
+    """One row: decode (any format cxrkit reads), shrink so the longer side is ``size``, store uint8."""
+    import torch
+    import torch.nn.functional as F
+
+    from cxrkit.data.images import load_image
+
+    index, path = item
+    img = load_image(path)
+    h, w = img.shape
+    scale = size / max(h, w)
+    if scale < 1:
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        x = torch.from_numpy(np.ascontiguousarray(img))[None, None]
+        img = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0, 0].numpy()
+    return {"index": index, "image": np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)}
+
+
+def build_cache(table: CxrTable, out: str | Path, size: int = 256, workers: int | None = None) -> dict[str, Any]:
+    """Write the shards and table of ``table`` to ``out`` (atomically: a reader never sees half a cache)."""
+    from litdata import StreamingDataset, optimize
+
+    from cxrkit.data.manifest import write_manifest
+
+    if not 32 <= size <= 2048:
+        raise ConfigError(f"--size must be between 32 and 2048 px, got {size}.")
+    if len(table) == 0:
+        raise DataFormatError("The dataset has no images to cache.")
+    out = Path(out)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(table)))
+    inputs = [(i, str(p)) for i, p in enumerate(table.frame["path"])]
+    # LitData reports progress on stdout: keep stdout for the command's JSON.
+    with atomic_dir(out) as tmp, contextlib.redirect_stdout(sys.stderr):
+        optimize(
+            fn=functools.partial(_encode, size=size),
+            inputs=inputs,
+            output_dir=str(tmp / SHARDS),
+            chunk_bytes="64MB",
+            num_workers=workers,
+            start_method="fork" if os.name == "posix" else None,
+        )
+        # optimize's workers interleave rows: put the table in the shards' order (row K = shard item K).
+        ds = StreamingDataset(str(tmp / SHARDS))
+        order = [int(ds[k]["index"]) for k in range(len(ds))]
+        cached = table.subset(np.asarray(order))
+        cached.frame["path"] = [f"::shard[{k}]" for k in range(len(order))]
+        write_manifest(cached, tmp / TABLE)
+        info = {"images": len(order), "size": size, "classes": list(table.classes), "task": table.label_space.task.value,
+                "sources": sorted({str(s) for s in table.frame["source"].dropna().unique()}), "format": "litdata"}  # fmt: skip
+        (tmp / MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return {"cache": str(out), **info}
+
+
+def load_cache(path: str | Path) -> CxrTable:
+    """The table of a cache folder (or ``s3://`` prefix); its paths point into the shards."""
+    from cxrkit.data.adapters.csv_generic import CsvAdapter
+
+    text = str(path)
+    if text.startswith(REMOTE):
+        table = CsvAdapter().load(_download_table(text))
+        table.frame["path"] = [f"{text.rstrip('/')}/{Path(p).name}" for p in table.frame["path"]]
+        return table
+    return CsvAdapter().load(Path(path) / TABLE)
+
+
+def _download_table(uri: str) -> Path:
+    if not uri.startswith("s3://"):
+        raise ConfigError(f"{uri}: only s3:// caches can be read remotely. Fix: copy the cache to a local folder.")
+    import boto3
+
+    bucket, _, prefix = uri[5:].partition("/")
+    local = Path(tempfile.mkdtemp(prefix="cxrkit-cache-")) / TABLE
+    boto3.client("s3").download_file(bucket, f"{prefix.rstrip('/')}/{TABLE}".lstrip("/"), str(local))
+    return local
+
+
+@functools.lru_cache(maxsize=8)
+def _shards(root: str, pid: int) -> Any:  # pid: each DataLoader worker opens its own reader
+    from litdata import StreamingDataset
+
+    if root.startswith(REMOTE):
+        return StreamingDataset(f"{root}/{SHARDS}", cache_dir=tempfile.mkdtemp(prefix="cxrkit-shards-"))
+    if not (Path(root) / MARKER).is_file():
+        raise DataFormatError(f"{root}: not a cxrkit cache (no {MARKER}). Fix: build it with cxr data cache.")
+    return StreamingDataset(str(Path(root) / SHARDS))
+
+
+def load_cached_image(ref: str) -> np.ndarray:
+    """Image ``K`` of a ``ROOT/::shard[K]`` reference as float32 (H, W) in [0, 1]."""
+    m = CACHE_REF.match(ref)
+    if m is None:
+        raise DataFormatError(f"{ref}: not a cache reference (ROOT/::shard[K]).")
+    ds = _shards(m["root"], os.getpid())
+    index = int(m["index"])
+    if index >= len(ds):
+        raise DataFormatError(f"{ref}: the cache has {len(ds)} images. Fix: rebuild it with cxr data cache.")
+    return ds[index]["image"].astype(np.float32) / 255.0
