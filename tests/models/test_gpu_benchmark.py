@@ -93,3 +93,21 @@ def test_the_script_runs_end_to_end_on_cpu(tmp_path):
     engine = report["children"]["engine"]["engine"]
     assert "error" not in engine, engine
     assert engine["files_to_proba_cpu_decode"]["img_s"] > 0
+
+
+def test_gpu_run_needs_no_optional_libraries():
+    """The GPU machine has torch/timm/numpy/pillow/pandas but not pydicom, grad-cam, faiss, OpenCV..."""
+    blocked = ("pydicom", "pytorch_grad_cam", "faiss", "cv2", "sklearn", "scipy", "matplotlib", "typer", "rich",
+               "fastapi", "sqlalchemy", "segmentation_models_pytorch", "albumentations", "openpyxl", "litdata")  # fmt: skip
+    code = (
+        "import sys\n"
+        f"for m in {blocked!r}: sys.modules[m] = None\n"
+        "import gpu, gpu_measures\n"
+        "from cxrkit.models.bundle import load_bundle\n"
+        "from cxrkit.models.engine import Engine, InferenceOptions\n"
+        "import cxrkit.models.gpu_decode, cxrkit.data.table\n"
+        "Engine(load_bundle('pneumonia'), InferenceOptions(device='cpu', compile=True))\n"
+    )
+    src = str(BENCH.parent / "src")
+    env = {**__import__("os").environ, "PYTHONPATH": f"{src}:{BENCH}"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=240)

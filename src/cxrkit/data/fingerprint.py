@@ -19,7 +19,6 @@ import hashlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import cv2
 import numpy as np
 
 from cxrkit.data.images import NPZ_REF, _npz_arrays, load_image
@@ -46,6 +45,8 @@ def content_hash(path: str) -> bytes:
 
 def pixel_dhash(image: np.ndarray) -> np.ndarray:
     """256-bit difference hash (32 uint8) of a decoded float image."""
+    import cv2  # lazy: loading a bundle (which imports this module) needs no OpenCV
+
     small = cv2.resize(np.asarray(image, np.float32), (DHASH_SIDE + 1, DHASH_SIDE), interpolation=cv2.INTER_AREA)
     return np.packbits(small[:, 1:] > small[:, :-1])
 
