@@ -3,11 +3,14 @@
     PYTHONPATH=src .venv/bin/python benchmarks/data_loading.py ../shared/data/kaggle-pneumonia/train \
         --n 1000 --size 224 --workers 2 [--compare-webdataset]
 
-Both loaders are the ones training uses (``CxrImageDataset`` + the training transform with augmentation,
-batch 32, ``--workers`` worker processes), over the same ``--n`` images: one reads the files (PNG/JPEG
-decode every epoch), the other a cache built from them at ``--cache-size`` px. Each figure is the best
-of ``--epochs`` passes (the first pass also pays worker start-up). ``--compare-webdataset`` also reads
-the same uint8 arrays from WebDataset tar shards (the alternative to LitData), for the choice of format.
+Both loaders are the ones training uses (``CxrImageDataset``, batch 32, shuffled, ``--workers`` worker
+processes), over the same ``--n`` images: one reads the files (PNG/JPEG decode every epoch), the other a
+cache built from them at ``--cache-size`` px. Two transforms: ``plain`` (resize + normalise: inference,
+and training with ``augment.on: device``, where the GPU augments) and ``augmented`` (the CPU training
+transform). Each figure is the best of ``--epochs`` passes (the first also pays worker start-up).
+``--resave PX`` first re-encodes the images at PX px (longer side; ``--resave-format png|jpeg``), e.g. 1024 as
+NIH ChestX-ray14's PNGs are (the shared copies are downsized). ``--compare-webdataset`` also reads the same
+uint8 arrays from WebDataset tar shards (the alternative to LitData), for the choice of format.
 Target (issue 13): shards >= 5x files at 224 px with 2 workers.
 """
 
@@ -46,6 +49,7 @@ def webdataset_rate(cache_table, folder: Path, transform: ImageTransform, args) 
 
     from cxrkit.data.images import load_image
 
+    folder.mkdir(parents=True, exist_ok=True)
     pattern = str(folder / "wds-%06d.tar")
     with wds.ShardWriter(pattern, maxsize=64 * 2**20, verbose=0) as sink:
         for i, p in enumerate(cache_table.frame["path"]):
@@ -61,6 +65,26 @@ def webdataset_rate(cache_table, folder: Path, transform: ImageTransform, args) 
     return best_rate(loader, len(cache_table), args.epochs)
 
 
+def resave(table, folder: Path, size: int, fmt: str):
+    """A copy of ``table`` whose images are re-encoded at ``size`` px (longer side) in ``folder``."""
+    from PIL import Image
+
+    from cxrkit.data.images import load_image
+
+    folder.mkdir(parents=True)
+    paths = []
+    for i, p in enumerate(table.frame["path"]):
+        img = Image.fromarray((load_image(p) * 255).round().astype(np.uint8))
+        scale = size / max(img.size)
+        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BICUBIC)
+        out = folder / f"{i:06d}.{'png' if fmt == 'png' else 'jpg'}"
+        img.save(out, quality=95) if fmt == "jpeg" else img.save(out)
+        paths.append(str(out))
+    table = table.subset(np.arange(len(table)))
+    table.frame["path"] = paths
+    return table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("data", nargs="+")
@@ -70,6 +94,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--compare-webdataset", action="store_true")
+    ap.add_argument("--resave", type=int, default=0, help="re-encode the images at this size first (0: as they are)")
+    ap.add_argument("--resave-format", default="png", choices=("png", "jpeg"))
     args = ap.parse_args()
     table = load_dataset(args.data[0]) if len(args.data) == 1 else None
     if table is None:
@@ -77,20 +103,30 @@ def main() -> None:
 
         table = load_datasets(args.data)
     table = table.subset(np.random.default_rng(0).choice(len(table), min(args.n, len(table)), replace=False))
-    transform = ImageTransform(Preprocessing(image_size=args.size), Augmentation())
+    transforms = {
+        "plain": ImageTransform(Preprocessing(image_size=args.size)),
+        "augmented": ImageTransform(Preprocessing(image_size=args.size), Augmentation()),
+    }
     result: dict = {"images": len(table), "size": args.size, "workers": args.workers, "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
+        if args.resave:
+            table = resave(table, Path(tmp) / "files", args.resave, args.resave_format)
+            result["files"] = f"re-encoded at {args.resave} px as {args.resave_format}"
         t0 = time.perf_counter()
         info = build_cache(table, Path(tmp) / "cache", size=args.cache_size)
         result["cache_build_s"] = round(time.perf_counter() - t0, 1)
         result["cache_size_px"] = info["size"]
         cached = load_dataset(Path(tmp) / "cache")
-        for name, t in (("files", table), ("shards", cached)):
-            loader = DataLoader(CxrImageDataset(t, transform), batch_size=32, shuffle=True, num_workers=args.workers)
-            result[f"{name}_img_s"] = best_rate(loader, len(t), args.epochs)
-        if args.compare_webdataset:
-            result["webdataset_img_s"] = webdataset_rate(cached, Path(tmp), transform, args)
-    result["shards_vs_files"] = round(result["shards_img_s"] / result["files_img_s"], 2)
+        for tname, transform in transforms.items():
+            for name, t in (("files", table), ("shards", cached)):
+                ds = CxrImageDataset(t, transform)
+                loader = DataLoader(ds, batch_size=32, shuffle=True, num_workers=args.workers)
+                result[f"{tname}_{name}_img_s"] = best_rate(loader, len(t), args.epochs)
+            if args.compare_webdataset:
+                result[f"{tname}_webdataset_img_s"] = webdataset_rate(cached, Path(tmp) / tname, transform, args)
+            result[f"{tname}_shards_vs_files"] = round(
+                result[f"{tname}_shards_img_s"] / result[f"{tname}_files_img_s"], 2
+            )
     print(json.dumps(result, indent=2))
 
 
