@@ -3,7 +3,12 @@
 Never imports Lightning or the training/serving/evaluation layers, so prediction needs only this.
 """
 
-import cxrkit.models.lungs  # noqa: F401  (registers lung-aware preprocessing for ImageTransform)
+import contextlib
+
+# Registers lung-aware preprocessing for ImageTransform. It needs OpenCV; where that is missing (a
+# bare GPU box), everything else still loads and a lungs bundle fails with the hook's own clear error.
+with contextlib.suppress(ImportError):
+    import cxrkit.models.lungs  # noqa: F401
 from cxrkit.models.bundle import Bundle, list_bundles, load_bundle, resolve_bundle, save_bundle
 from cxrkit.models.classical import ClassicalBaseline, downsample_pixels
 from cxrkit.models.heads import label_targets, logits_to_proba

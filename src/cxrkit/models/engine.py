@@ -199,6 +199,8 @@ class Engine:
         """Where JPEG files of a table are decoded: "gpu" or "cpu"."""
         if self.options.backend != "torch" or self.device.type != "cuda" or self.options.decode == "cpu":
             return "cpu"
+        if self.bundle.preprocessing.lungs:  # lung crop/mask runs in ImageTransform, on the CPU path
+            return "cpu"
         from cxrkit.models.gpu_decode import gpu_jpeg_available
 
         if gpu_jpeg_available(self.device.type):
