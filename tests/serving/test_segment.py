@@ -108,4 +108,4 @@ def test_api_segment_bad_input(make_client, all_lungs, monkeypatch) -> None:
     assert 400 <= r.status_code < 500 and r.json()["detail"]
     monkeypatch.setenv("CXRKIT_SEGMENTER", "/nonexistent/segmenter")
     r = client.post("/v1/segment", files={"file": ("x.png", b"x", "image/png")})
-    assert r.status_code == 503 and r.json()["code"] == "no_segmenter"
+    assert r.status_code == 404 and r.json()["code"] == "no_segmenter"

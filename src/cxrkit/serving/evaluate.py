@@ -78,15 +78,6 @@ def evaluate_model(
         table, labels = table.subset(keep), labels[keep]
     groups = {column: _group_column(table, column) for column in by}  # bad --by fails before inference
     content = content_hashes(table)
-    overlap = seen_images(bundle, table, content)
-    if overlap.get("count"):
-        log.warning(
-            "%d of %d images (%.1f%%) were in this model's training or validation data: these scores overstate "
-            "how it does on new images. Evaluate on data it has not seen.",
-            overlap["count"],
-            len(table),
-            100 * overlap["fraction"],
-        )
     engine = Engine(bundle, inference or InferenceOptions(batch_size=batch_size))
     skipped: list[dict[str, Any]] = []
     probs = engine.run_table(table, "proba", progress=True, skipped=skipped)
@@ -97,6 +88,16 @@ def evaluate_model(
             raise DataFormatError(f"None of the {len(table)} images could be read, e.g. {skipped[0]['error']}")
         table, labels, content = table.subset(keep), labels[keep], content[keep]
         groups = {c: [g for g, k in zip(v, keep, strict=True) if k] for c, v in groups.items()}
+    # After inference: near-duplicate hashing decodes every image, and unreadable ones are skipped by now.
+    overlap = seen_images(bundle, table, content)
+    if overlap.get("count"):
+        log.warning(
+            "%d of %d images (%.1f%%) were in this model's training or validation data: these scores overstate "
+            "how it does on new images. Evaluate on data it has not seen.",
+            overlap["count"],
+            len(table),
+            100 * overlap["fraction"],
+        )
     thresholds = None if space.task is TaskType.MULTICLASS else [bundle.thresholds[k] for k in bundle.thresholds]
     result = evaluate_predictions(space, labels, probs, thresholds=thresholds, n_boot=n_boot)
     result["model"] = {"path": str(bundle.path), "architecture": bundle.architecture, "sha256": bundle.fingerprint}

@@ -44,7 +44,8 @@ def segment(
     try:
         segmenter = served_segmenter()
     except CxrkitError as err:
-        raise UploadError(503, "no_segmenter", f"No lung segmenter is available on this server: {err}") from err
+        # Not configured here (like /v1/similar without an index): a 404 the client can act on, not a 5xx.
+        raise UploadError(404, "no_segmenter", f"No lung segmenter is available on this server: {err}") from err
     upload = decode_upload(read_bounded(file.file, state.limits.max_upload_bytes), state.limits)
     record, mask = segment_mask(upload.image, segmenter)
     answer: dict[str, Any] = {"segmenter": describe_segmenter(segmenter), **record, "input": upload.describe()}
