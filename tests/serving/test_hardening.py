@@ -397,3 +397,22 @@ def test_banded_decode_matches_whole_image_conversion(mode):
     got = pil_to_gray_float(Image.fromarray(raw))
     assert got.dtype == np.float32 and got.shape == (h, w)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_idempotency_keys_expire_after_a_day(tmp_path):
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from cxrkit.serving.store import CaseStore, IdempotentResponse
+
+    store = CaseStore(f"sqlite:///{tmp_path / 'i.db'}")
+    try:
+        kw = {"kind": "predict", "model": {"name": "m", "sha256": "s"}, "input_sha256": "x", "outputs": {}}
+        store.record_once("old", "", "r1", lambda rec: {"analysis_id": rec["analysis_id"]}, **kw)
+        with store._sessions.begin() as s:
+            s.execute(update(IdempotentResponse).values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2)))
+        store.record_once("new", "", "r2", lambda rec: {"analysis_id": rec["analysis_id"]}, **kw)
+        assert store.replay("old", "", "r1") is None and store.replay("new", "", "r2") is not None
+    finally:
+        store.close()

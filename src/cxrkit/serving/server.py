@@ -92,7 +92,7 @@ def serve(
         state.store.describe()["url"],
         state.index.path if state.index is not None else "none",
         n,
-        "required" if api_key else "off",
+        "required" if state.keys.required() else "off (no key in the store, no CXRKIT_API_KEY)",
     )
     # uvicorn's access log would print request paths, which hold patient IDs: ours redacts them.
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")

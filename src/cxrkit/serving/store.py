@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Date, DateTime, Index, Integer, String, create_engine, event, func, select
+from sqlalchemy import JSON, Date, DateTime, Index, Integer, String, create_engine, delete, event, func, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -75,6 +75,11 @@ class IdempotentResponse(Base):
     analysis_id: Mapped[str] = mapped_column(String(36), nullable=False)
     created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     response: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+
+    __table_args__ = (Index("ix_idempotency_created", "created_at"),)
+
+
+IDEMPOTENCY_TTL = _dt.timedelta(hours=24)  # how long a retry finds its first response
 
 
 class ApiKey(Base):
@@ -227,7 +232,8 @@ class CaseStore:
         **analysis: Any,
     ) -> tuple[dict[str, Any], bool]:
         """Store an analysis and its response (``respond(record) -> dict``) under Idempotency-Key ``key``
-        in one transaction: a retried request never makes a second record.
+        in one transaction: a retried request never makes a second record. Keys older than
+        ``IDEMPOTENCY_TTL`` (24 h) are forgotten.
 
         Returns (response, replayed): replayed is True when a concurrent request with the same key
         committed first (its response is returned and this analysis is not stored).
@@ -245,11 +251,14 @@ class CaseStore:
         )
         try:
             with self._sessions.begin() as s:
+                s.execute(
+                    delete(IdempotentResponse).where(IdempotentResponse.created_at < row.created_at - IDEMPOTENCY_TTL)
+                )
                 s.add(row)
                 s.flush()
                 s.add(saved)
         except IntegrityError:
-            first = self.replay(key, principal, request_sha256)
+            first = self.replay(key, principal, request_sha256)  # a concurrent duplicate committed first
             if first is None:  # pragma: no cover - the row that conflicted is gone
                 raise
             return first, True
