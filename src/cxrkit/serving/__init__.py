@@ -1,1 +1,1 @@
-"""cxrkit.serving (see DESIGN.md layers)."""
+"""cxrkit.serving (see docs/ARCHITECTURE.md)."""

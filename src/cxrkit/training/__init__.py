@@ -1,1 +1,1 @@
-"""cxrkit.training (see DESIGN.md layers)."""
+"""cxrkit.training (see docs/ARCHITECTURE.md)."""
