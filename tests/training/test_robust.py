@@ -42,7 +42,7 @@ def test_recipe_augment_section_is_the_data_layer_spec():
         load_recipe(None, ["data.sources=[a]", "augment.gama=0.2"])
 
 
-@pytest.mark.parametrize("on", ["device", "workers"])
+@pytest.mark.parametrize("on", ["device", pytest.param("workers", marks=pytest.mark.slow)])
 def test_training_with_xray_augmentation(learnable, tmp_path, on):
     summary = train_from_recipe(tiny_recipe(learnable, tmp_path, f"augment.run_on={on}", *XRAY), progress=False)
     config = json.loads((tmp_path / "bundle" / "config.json").read_text())
