@@ -178,3 +178,10 @@ def test_a_segmenter_bundle_is_a_mask_provider(tmp_path):
     assert lungs.available and lungs.name == str(folder) and "segmenter" in lungs.note
     masks = lungs([np.random.default_rng(0).random((70, 50), dtype=np.float32), np.zeros((40, 40), np.float32)])
     assert [m.shape for m in masks] == [(70, 50), (40, 40)] and all(m.dtype == bool for m in masks)
+
+
+def test_auto_uses_the_shipped_lungs_segmenter():
+    lungs = resolve_lung_masks("auto")
+    assert lungs.name == "lungs" and lungs.available
+    (mask,) = lungs([np.zeros((64, 64), np.float32)])
+    assert mask.shape == (64, 64) and mask.dtype == bool

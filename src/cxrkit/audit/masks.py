@@ -26,10 +26,10 @@ MaskProvider = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
 _PRIOR = (0.45, 0.27, 0.73, 0.34, 0.18)
 
 PRIOR_NOTE = (
-    "No lung segmenter was available, so lung masks are a fixed prior (two ellipses where the lungs sit on a "
-    "centred frontal film), not segmentations. The occlusion and Grad-CAM numbers are rough: they are wrong "
-    "for lateral views, rotated or off-centre films, and children. Ship/train the `lungs` segmenter "
-    "(`cxr train recipes/lungs.yaml`) or pass your own mask provider for real numbers."
+    "No lung segmenter was used, so lung masks are a fixed prior (two ellipses where the lungs sit on a centred "
+    "frontal film), not segmentations. The occlusion and Grad-CAM numbers are rough: they are wrong for lateral "
+    "views, rotated or off-centre films, and children. Use the shipped `lungs` segmenter (--lungs auto) or your "
+    "own mask provider for real numbers."
 )
 
 
