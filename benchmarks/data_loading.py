@@ -7,7 +7,8 @@ Both loaders are the ones training uses (``CxrImageDataset``, batch 32, shuffled
 processes), over the same ``--n`` images: one reads the files (PNG/JPEG decode every epoch), the other a
 cache built from them at ``--cache-size`` px. Two transforms: ``plain`` (resize + normalise: inference,
 and training with ``augment.on: device``, where the GPU augments) and ``augmented`` (the CPU training
-transform). Each figure is the best of ``--epochs`` passes (the first also pays worker start-up).
+transform). Each figure is the best of ``--epochs`` passes (the first also pays worker start-up), beside
+the CPU time per image (one process, ``time.process_time``), which a busy shared machine does not skew.
 ``--resave PX`` first re-encodes the images at PX px (longer side; ``--resave-format png|jpeg``), e.g. 1024 as
 NIH ChestX-ray14's PNGs are (the shared copies are downsized). ``--compare-webdataset`` also reads the same
 uint8 arrays from WebDataset tar shards (the alternative to LitData), for the choice of format.
@@ -41,6 +42,21 @@ def best_rate(loader: DataLoader, n: int, epochs: int) -> float:
             pass
         best = max(best, n / (time.perf_counter() - t0))
     return round(best, 1)
+
+
+def cpu_ms_per_image(ds: CxrImageDataset) -> float:
+    """CPU time (not wall time) one item costs in this process: what a dedicated core would spend,
+    however busy a shared machine is while it is measured."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker (idle OpenMP threads spin and would count)
+    ds[0]  # opens the shards / warms the decoder
+    t0 = time.process_time()
+    for i in range(len(ds)):
+        ds[i]
+    torch.set_num_threads(threads)
+    return round((time.process_time() - t0) * 1000 / len(ds), 2)
 
 
 def webdataset_rate(cache_table, folder: Path, transform: ImageTransform, args) -> float:
@@ -122,11 +138,14 @@ def main() -> None:
                 ds = CxrImageDataset(t, transform)
                 loader = DataLoader(ds, batch_size=32, shuffle=True, num_workers=args.workers)
                 result[f"{tname}_{name}_img_s"] = best_rate(loader, len(t), args.epochs)
+                result[f"{tname}_{name}_cpu_ms_per_image"] = cpu_ms_per_image(ds)
             if args.compare_webdataset:
                 result[f"{tname}_webdataset_img_s"] = webdataset_rate(cached, Path(tmp) / tname, transform, args)
             result[f"{tname}_shards_vs_files"] = round(
                 result[f"{tname}_shards_img_s"] / result[f"{tname}_files_img_s"], 2
             )
+            cpu = result[f"{tname}_files_cpu_ms_per_image"] / result[f"{tname}_shards_cpu_ms_per_image"]
+            result[f"{tname}_shards_vs_files_cpu_time"] = round(cpu, 2)
     print(json.dumps(result, indent=2))
 
 
