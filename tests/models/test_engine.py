@@ -17,7 +17,7 @@ from cxrkit.data.table import CxrTable
 from cxrkit.models import create_model, load_bundle, save_bundle
 from cxrkit.models import engine as engine_mod
 from cxrkit.models.engine import Engine, InferenceOptions
-from cxrkit.models.onnx_export import OnnxRunner, export_onnx
+from cxrkit.models.onnx_export import OnnxRunner, export_onnx, onnx_cache_path
 
 BINARY = LabelSpace(TaskType.BINARY, ("normal", "pneumonia"))
 
@@ -123,7 +123,7 @@ def test_onnx_export_matches_torch(tmp_path, arch):
 def test_onnx_backend_exports_once_into_the_cache(tmp_path):
     bundle = _bundle(tmp_path / "b")
     Engine(bundle, InferenceOptions(backend="onnx"))
-    cached = engine_mod.onnx_cache_path(bundle)
+    cached = onnx_cache_path(bundle)
     assert cached.is_file()
     stamp = cached.stat().st_mtime_ns
     Engine(bundle, InferenceOptions(backend="onnx"))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.cli import BackendOpt, PrecisionOpt, print_json, setup_logging
+from cxrkit.commands.common import BackendOpt, PrecisionOpt, print_json, setup_logging
 
 
 def audit_cmd(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.cli import friendly_errors, print_json, setup_logging
+from cxrkit.commands.common import friendly_errors, print_json, setup_logging
 
 data_app = typer.Typer(no_args_is_help=True)
 

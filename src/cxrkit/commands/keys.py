@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.cli import friendly_errors, print_json
+from cxrkit.commands.common import friendly_errors, print_json
 
 keys_app = typer.Typer(no_args_is_help=True)
 

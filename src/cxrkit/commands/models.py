@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.cli import BackendOpt, PrecisionOpt, friendly_errors, print_json, setup_logging
+from cxrkit.commands.common import BackendOpt, PrecisionOpt, friendly_errors, print_json, setup_logging
 
 models_app = typer.Typer(no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cxrkit.cli import friendly_errors, print_json, setup_logging
+from cxrkit.commands.common import friendly_errors, print_json, setup_logging
 
 index_app = typer.Typer(no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.cli import print_json, setup_logging
+from cxrkit.commands.common import print_json, setup_logging
 
 
 def segment_cmd(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.cli import BackendOpt, PrecisionOpt, setup_logging
+from cxrkit.commands.common import BackendOpt, PrecisionOpt, setup_logging
 
 
 def serve_cmd(

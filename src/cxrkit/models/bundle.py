@@ -36,12 +36,10 @@ from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.models.card import render_model_card
 from cxrkit.models.heads import logits_to_proba
 from cxrkit.models.intended import IntendedInput
-from cxrkit.models.records import images_config, read_split_record, write_split_record
+from cxrkit.models.records import CARD_FILE, CONFIG_FILE, images_config, read_split_record, write_split_record
 from cxrkit.models.registry import create_model, get_model_info
 
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-CARD_FILE = "MODEL_CARD.md"
 FORMAT_VERSION = 1
 SHIPPED_DIR = Path(__file__).parent / "shipped"
 # The default model when $CXRKIT_DEFAULT_MODEL is unset, first one present wins: the multi-source 'all'

@@ -41,7 +41,8 @@ from cxrkit.data.table import CxrTable
 from cxrkit.data.torch_dataset import CxrImageDataset
 from cxrkit.data.transforms import ImageTransform
 from cxrkit.models.bundle import Bundle
-from cxrkit.models.heads import logits_to_proba
+from cxrkit.models.heads import logits_to_proba, output_layer
+from cxrkit.models.onnx_export import INT8_FILE, OnnxRunner
 from cxrkit.models.registry import embed
 from cxrkit.models.tta import bundle_tta, tta_mean
 
@@ -153,8 +154,6 @@ class Engine:
         self._onnx: Any = None
         self._compiled: dict[str, Any] = {}
         if self.options.backend != "torch":
-            from cxrkit.models.onnx_export import OnnxRunner
-
             self._onnx = OnnxRunner.for_bundle(bundle, self.options.onnx_path)
             size = self._onnx.input_size
             if self.options.onnx_path is not None and size not in (None, bundle.preprocessing.image_size):
@@ -222,7 +221,7 @@ class Engine:
         model = self.bundle.model
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             feats = embed(model, x)
-            logits = _head(model)(feats)
+            logits = output_layer(model)(feats)
         return logits.float(), feats.float()
 
     def _padded_size(self, n: int) -> int:
@@ -363,19 +362,8 @@ class Engine:
         return {"proba": proba, "embedding": fe, "both": (proba, fe)}[what]
 
 
-def _head(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The output layer that maps penultimate features to logits (timm's ``get_classifier``)."""
-    if hasattr(model, "get_classifier"):
-        return model.get_classifier()
-    if hasattr(model, "head"):
-        return model.head
-    raise ConfigError(f"{type(model).__name__} exposes no output layer (get_classifier/head).")
-
-
 def _int8_model(bundle: Bundle, options: InferenceOptions) -> Path:
     """The bundle's INT8 model, only where its accuracy check passed (else a ConfigError saying why)."""
-    from cxrkit.models.quantize import INT8_FILE
-
     check = (bundle.extra.get("precision_check") or {}).get("int8") or {}
     name = bundle.path.name if bundle.path else "MODEL"
     if not check:
@@ -393,9 +381,3 @@ def _int8_model(bundle: Bundle, options: InferenceOptions) -> Path:
     if not path.is_file():
         raise ConfigError(f"{path} is missing. Fix: run `cxr threshold --model {bundle.path}` to write it again.")
     return path
-
-
-def onnx_cache_path(bundle: Bundle) -> Path:
-    from cxrkit.core.settings import cxrkit_home
-
-    return cxrkit_home() / "onnx" / f"{bundle.fingerprint[:16]}.onnx"

@@ -7,11 +7,22 @@ Probabilities are always returned as an array N x num_outputs, so a binary model
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from cxrkit.core.errors import ConfigError
 from cxrkit.core.task import LabelSpace, TaskType
+
+
+def output_layer(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The output layer that maps penultimate features to logits (timm's ``get_classifier``)."""
+    if hasattr(model, "get_classifier"):
+        return model.get_classifier()
+    if hasattr(model, "head"):
+        return model.head
+    raise ConfigError(f"{type(model).__name__} exposes no output layer (get_classifier/head).")
 
 
 def logits_to_proba(logits: torch.Tensor, label_space: LabelSpace) -> torch.Tensor:

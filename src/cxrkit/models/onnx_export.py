@@ -20,7 +20,9 @@ import torch
 
 from cxrkit.core.errors import BundleError, ConfigError
 from cxrkit.core.files import atomic_path
+from cxrkit.core.settings import cxrkit_home
 from cxrkit.models.bundle import CONFIG_FILE, Bundle
+from cxrkit.models.heads import logits_to_proba, output_layer
 from cxrkit.models.registry import embed
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,12 @@ log = logging.getLogger(__name__)
 MAX_ABS_DIFF = 1e-4  # probabilities, ONNX Runtime vs PyTorch fp32
 META_CONFIG = "cxrkit_config"
 META_SHA = "cxrkit_weights_sha256"
+INT8_FILE = "model.int8.onnx"  # the INT8 model beside a bundle's weights (written by cxr threshold)
+
+
+def onnx_cache_path(bundle: Bundle) -> Path:
+    """Where the ONNX backend caches a bundle's fp32 export (one per weights fingerprint)."""
+    return cxrkit_home() / "onnx" / f"{bundle.fingerprint[:16]}.onnx"
 
 
 class _LogitsAndEmbedding(torch.nn.Module):
@@ -36,10 +44,8 @@ class _LogitsAndEmbedding(torch.nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from cxrkit.models.engine import _head
-
         feats = embed(self.model, x, grad=True)
-        return _head(self.model)(feats), feats
+        return output_layer(self.model)(feats), feats
 
 
 def _require_onnx() -> tuple[Any, Any]:
@@ -90,18 +96,22 @@ def export_onnx(bundle: Bundle, out: str | Path, opset: int = 18, image_size: in
 
 
 def verify_onnx(bundle: Bundle, path: str | Path, n: int = 3, image_size: int | None = None) -> dict[str, Any]:
-    """Run ``path`` and the bundle on the same random batch; raise if probabilities differ by > MAX_ABS_DIFF."""
-    from cxrkit.models.engine import Engine, InferenceOptions
+    """Run ``path`` and the bundle on the same random batch; raise if probabilities differ by > MAX_ABS_DIFF.
 
+    The reference is the fp32 forward pass the engine runs (features, then the output layer), without
+    test-time augmentation: the export holds one forward pass, and the engine averages views around it.
+    """
     prep = bundle.preprocessing
     size = image_size or prep.image_size
     x = torch.rand(n, prep.in_chans, size, size, generator=torch.Generator().manual_seed(0))
     x = x * 2 - 1
-    reference = Engine(bundle, InferenceOptions(precision="fp32", device="cpu"))
-    p_torch = reference.probabilities(x)
+    space = bundle.label_space
+    model = bundle.model.float().eval().to("cpu")
+    with torch.inference_mode():
+        p_torch = logits_to_proba(output_layer(model)(embed(model, x)), space).numpy()
     runner = OnnxRunner(path, expected_sha=bundle.fingerprint)
     logits, _ = runner.run(x.numpy())
-    p_onnx = reference.to_proba(logits)
+    p_onnx = logits_to_proba(torch.from_numpy(np.asarray(logits, np.float32)), space).numpy()
     diff = float(np.abs(p_onnx - p_torch).max())
     if not diff <= MAX_ABS_DIFF:
         raise BundleError(
@@ -138,8 +148,6 @@ class OnnxRunner:
     @classmethod
     def for_bundle(cls, bundle: Bundle, path: str | Path | None = None) -> OnnxRunner:
         """The given export, else the cached one (exported on first use)."""
-        from cxrkit.models.engine import onnx_cache_path
-
         if path is not None:
             return cls(path, expected_sha=bundle.fingerprint)
         cached = onnx_cache_path(bundle)

@@ -43,16 +43,12 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from cxrkit.core.errors import ConfigError, WeightsUnavailableError
 from cxrkit.core.settings import cxrkit_home
-
-if TYPE_CHECKING:
-    from cxrkit.models.registry import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -264,8 +260,7 @@ def local_imagenet_file(hf_hub_id: str) -> Path | None:
     return None
 
 
-def download_instructions(info: ModelInfo) -> str:
-    hub = info.hf_hub_id
+def download_instructions(hub: str) -> str:
     dest = weights_dir() / hub / "model.safetensors"
     return (
         f"Fix: on a machine with network access download 'model.safetensors' from "
@@ -276,8 +271,12 @@ def download_instructions(info: ModelInfo) -> str:
     )
 
 
-def create_timm_imagenet(info: ModelInfo, num_classes: int, in_chans: int, **kwargs: object) -> nn.Module:
-    """Build a timm model with ImageNet weights: local file, else timm's own download/cache.
+def create_timm_imagenet(
+    name: str, timm_name: str | None, hf_hub_id: str | None, num_classes: int, in_chans: int, **kwargs: object
+) -> nn.Module:
+    """Build timm's ``timm_name`` (cxrkit's model ``name``) with ImageNet weights: local file, else timm's cache.
+
+    Takes the registry's fields rather than its ``ModelInfo``, so this module does not import the registry.
 
     Raises:
         WeightsUnavailableError: no local file and timm cannot fetch the weights (offline); the
@@ -285,13 +284,13 @@ def create_timm_imagenet(info: ModelInfo, num_classes: int, in_chans: int, **kwa
     """
     import timm
 
-    if info.timm_name is None or info.hf_hub_id is None:
-        raise ConfigError(f"Model {info.name!r} has no ImageNet weights; use weights='none'.")
-    local = local_imagenet_file(info.hf_hub_id)
+    if timm_name is None or hf_hub_id is None:
+        raise ConfigError(f"Model {name!r} has no ImageNet weights; use weights='none'.")
+    local = local_imagenet_file(hf_hub_id)
     overlay: dict[str, object] = {"file": str(local)} if local else {}
     try:
         return timm.create_model(
-            info.timm_name,
+            timm_name,
             pretrained=True,
             pretrained_cfg_overlay=overlay or None,
             num_classes=num_classes,
@@ -299,8 +298,8 @@ def create_timm_imagenet(info: ModelInfo, num_classes: int, in_chans: int, **kwa
             **kwargs,
         )
     except Exception as err:  # network, hub and file errors come in many types; all mean "unavailable"
-        where = f"local file {local}" if local else f"the Hugging Face Hub ({info.hf_hub_id})"
+        where = f"local file {local}" if local else f"the Hugging Face Hub ({hf_hub_id})"
         raise WeightsUnavailableError(
-            f"ImageNet weights for model {info.name!r} (timm {info.timm_name!r}) could not be loaded from "
-            f"{where}: {type(err).__name__}: {err}. " + download_instructions(info)
+            f"ImageNet weights for model {name!r} (timm {timm_name!r}) could not be loaded from "
+            f"{where}: {type(err).__name__}: {err}. " + download_instructions(hf_hub_id)
         ) from err

@@ -22,11 +22,10 @@ import numpy as np
 
 from cxrkit.core.files import atomic_path
 from cxrkit.models.bundle import Bundle
-from cxrkit.models.onnx_export import META_CONFIG, META_SHA, _require_onnx, export_onnx
+from cxrkit.models.onnx_export import INT8_FILE, META_CONFIG, META_SHA, _require_onnx, export_onnx
 
 log = logging.getLogger(__name__)
 
-INT8_FILE = "model.int8.onnx"
 INT8_AUROC_TOLERANCE = 0.005
 DECISION_AGREEMENT_MIN = 0.99
 CALIBRATION_IMAGES = 256

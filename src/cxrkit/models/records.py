@@ -33,6 +33,8 @@ from cxrkit.data.fingerprint import (
 from cxrkit.data.table import CxrTable
 from cxrkit.models.card import render_model_card
 
+CONFIG_FILE = "config.json"
+CARD_FILE = "MODEL_CARD.md"
 IMAGES_FILE = "images.npz"
 RECORD_KEYS = ("train_content", "val_content", "train_dhash", "val_dhash")
 
@@ -75,8 +77,6 @@ def rewrite_bundle(
 
     ``files``: bundle file names to replace with the given file, or to leave out (None).
     """
-    from cxrkit.models.bundle import CARD_FILE, CONFIG_FILE
-
     bundle_path = Path(bundle_path)
     dest = Path(dest or bundle_path)
     text = json.dumps(config, indent=2)
@@ -95,8 +95,6 @@ def rewrite_bundle(
 
 def record_evaluation(bundle_path: Path, name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     """Add (or replace) evaluation ``name`` in the bundle's config and regenerate its card."""
-    from cxrkit.models.bundle import CONFIG_FILE
-
     config = json.loads((Path(bundle_path) / CONFIG_FILE).read_text(encoding="utf-8"))
     stamped = {**dict(entry), "recorded": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     config["evaluations"] = {**(config.get("evaluations") or {}), name: stamped}

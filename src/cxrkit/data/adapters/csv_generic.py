@@ -37,7 +37,7 @@ def _first(columns: list[str], candidates: tuple[str, ...]) -> str | None:
 class CsvAdapter:
     name = "csv"
     looks_like = "a CSV with a path column (path/filename/image) and 0/1 label columns or one 'labels' column (a|b)"
-    source_url = "(your own data)"
+    # your own data: nothing to download
 
     def detect(self, path: Path) -> bool:
         if not (path.is_file() and path.suffix.lower() == ".csv"):

@@ -54,7 +54,7 @@ def _subdirs(folder: Path) -> list[Path]:
 class FolderAdapter:
     name = "folder"
     looks_like = "ROOT/{class}/*.png|jpg|dcm or ROOT/{train,val,test}/{class}/*; a flat folder loads unlabelled"
-    source_url = "e.g. https://www.kaggle.com/datasets/paultimothymooney/chest-xray-pneumonia"
+    # where to download it: e.g. https://www.kaggle.com/datasets/paultimothymooney/chest-xray-pneumonia
 
     def detect(self, path: Path) -> bool:
         if not path.is_dir():

@@ -39,7 +39,7 @@ def dataset_name(path: Path) -> str:
 class MedMnistAdapter:
     name = "medmnist"
     looks_like = "a .npz with train_images/train_labels (and/or val_, test_) arrays, as MedMNIST v2 ships them"
-    source_url = "https://medmnist.com (Yang et al. 2023); e.g. https://zenodo.org/records/10519652"
+    # where to download it: https://medmnist.com (Yang et al. 2023); e.g. https://zenodo.org/records/10519652
 
     def detect(self, path: Path) -> bool:
         if not (path.is_file() and path.suffix.lower() == ".npz"):

@@ -56,7 +56,7 @@ def find_nih_csv(path: Path) -> Path | None:
 class NihAdapter:
     name = "nih"
     looks_like = "a CSV with 'Image Index' and 'Finding Labels' (Data_Entry_2017.csv), images beside it or in images*/"
-    source_url = "https://nihcc.app.box.com/v/ChestXray-NIHCC (Wang et al., CVPR 2017)"
+    # where to download it: https://nihcc.app.box.com/v/ChestXray-NIHCC (Wang et al., CVPR 2017)
 
     def detect(self, path: Path) -> bool:
         return find_nih_csv(path) is not None

@@ -112,7 +112,7 @@ def read_metadata(path: Path, class_dir: Path) -> pd.Series | None:
 class RadiographyDbAdapter:
     name = "radiography"
     looks_like = "ROOT/{COVID,Normal,Lung_Opacity,Viral Pneumonia}/images/*.png (COVID-19 Radiography Database)"
-    source_url = "https://www.kaggle.com/datasets/tawsifurrahman/covid19-radiography-database"
+    # where to download it: https://www.kaggle.com/datasets/tawsifurrahman/covid19-radiography-database
 
     def detect(self, path: Path) -> bool:
         return any(_images(images) for _, images in _class_dirs(path))
