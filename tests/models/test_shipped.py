@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,15 @@ from cxrkit.models.bundle import SHIPPED_DIR
 SHIPPED = list_bundles() if SHIPPED_DIR.is_dir() else []
 SHIPPED = [n for n in SHIPPED if (SHIPPED_DIR / n / "config.json").is_file()]
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _ensure_manifests(sources: list[str], shared_data: Path) -> None:
+    """Multi-source recipes train on runs/manifests/*.csv, which recipes/manifests.py rebuilds (deterministic)."""
+    if all(Path(s.split("::")[0]).exists() for s in sources if s.startswith("runs/manifests/")):
+        return
+    cmd = [sys.executable, "recipes/manifests.py", "--data", str(shared_data), "--out", "runs/manifests"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -40,6 +51,7 @@ def test_shipped_bundle_reproduces_validation_auroc(name, shared_data, monkeypat
     # Recipe sources are '../shared/data/...' from the repository root; the fixture finds that folder elsewhere too.
     data["sources"] = [s.replace("../shared/data", str(shared_data), 1) for s in data["sources"]]
     monkeypatch.chdir(REPO)
+    _ensure_manifests(data["sources"], shared_data)
     recorded = bundle.metrics["validation"]
     record = bundle.split_record()
     val = validation_split(DataSpec(**data), record)  # the recorded split, exactly, where the bundle has one
