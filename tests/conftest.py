@@ -117,3 +117,74 @@ def kaggle_tree(tmp_path: Path) -> Path:
     for p in (root / "test").rglob("*.jpeg"):
         p.rename(p.with_name(p.name.replace("person", "person9").replace("IM-000", "IM-900")))
     return root
+
+
+# Tiny trained models, one per session for the whole run (training, explain, search and serving share them).
+
+
+def make_learnable_folder(root: Path, n_per_class: int = 24, size: int = 40, seed: int = 0) -> Path:
+    """NORMAL images have a dark centre, PNEUMONIA a bright blob: learnable in a few steps.
+
+    File names follow the Kaggle pattern so patients are known (two images per patient).
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    blob = np.exp(-((yy - size / 2) ** 2 + (xx - size / 2) ** 2) / (2 * (size / 6) ** 2))
+    for cls in ("NORMAL", "PNEUMONIA"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            base = rng.uniform(0.2, 0.5, (size, size))
+            img = base + (0.45 * blob if cls == "PNEUMONIA" else -0.15 * blob)
+            name = f"IM-{i // 2:04d}-{i % 2 + 1:04d}.png" if cls == "NORMAL" else f"person{i // 2}_bacteria_{i}.png"
+            Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(root / cls / name)
+    return root
+
+
+def train_tiny_cnn(folder: Path, out: Path, epochs: int) -> dict:
+    """Train cxrkit's tiny_cnn on ``folder`` (32 px, no augmentation, one process): a few seconds."""
+    from cxrkit.training.recipe import load_recipe
+    from cxrkit.training.run import train_from_recipe
+
+    overrides = [
+        f"data.sources=[{folder}]",
+        "data.val=0.25",
+        f"out={out}",
+        "model.arch=tiny_cnn",
+        "model.weights=none",
+        "model.image_size=32",
+        "augment.enabled=false",
+        f"train.epochs={epochs}",
+        "train.batch_size=8",
+        "train.lr=0.003",
+        "train.optimizer=adam",
+        "train.num_workers=0",
+        "train.channels_last=false",
+        "train.patience=10",
+    ]
+    return train_from_recipe(load_recipe(None, overrides), progress=False)
+
+
+@pytest.fixture(scope="session")
+def learnable(tmp_path_factory) -> Path:
+    """24 NORMAL + 24 PNEUMONIA images of 40 px (read-only: tests copy it before changing it)."""
+    return make_learnable_folder(tmp_path_factory.mktemp("learnable") / "chest_xray")
+
+
+@pytest.fixture(scope="session")
+def trained(learnable, tmp_path_factory) -> tuple[dict, Path]:
+    """tiny_cnn trained 6 epochs on ``learnable``: (train_from_recipe's summary, the run folder)."""
+    out = tmp_path_factory.mktemp("run")
+    return train_tiny_cnn(learnable, out, epochs=6), out
+
+
+@pytest.fixture(scope="session")
+def small_learnable(tmp_path_factory) -> Path:
+    """12 NORMAL + 12 PNEUMONIA images of 32 px; two images per patient (Kaggle-style names). Read-only."""
+    return make_learnable_folder(tmp_path_factory.mktemp("small_learnable") / "chest_xray", n_per_class=12, size=32)
+
+
+@pytest.fixture(scope="session")
+def small_bundle(small_learnable, tmp_path_factory) -> Path:
+    """tiny_cnn trained 4 epochs on ``small_learnable``; the bundle folder (read-only)."""
+    out = tmp_path_factory.mktemp("small_run")
+    return Path(train_tiny_cnn(small_learnable, out, epochs=4)["bundle"])

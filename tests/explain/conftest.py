@@ -10,7 +10,6 @@ import torch
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.models import Bundle, create_model
-from tests.training.conftest import make_learnable_folder
 
 LABEL_SPACES = {
     "binary": LabelSpace(TaskType.BINARY, ("NORMAL", "PNEUMONIA")),
@@ -70,38 +69,14 @@ def make_bundle(
 
 
 @pytest.fixture(scope="session")
-def blobs(tmp_path_factory) -> Path:
-    """NORMAL (dark centre) / PNEUMONIA (bright central blob) 40 px PNGs."""
-    return make_learnable_folder(tmp_path_factory.mktemp("blobs") / "chest_xray")
+def blobs(learnable) -> Path:
+    """NORMAL (dark centre) / PNEUMONIA (bright central blob) 40 px PNGs: the shared ``learnable`` folder."""
+    return learnable
 
 
 @pytest.fixture(scope="session")
-def blob_bundle(blobs, tmp_path_factory) -> Path:
-    """A tiny CNN trained on ``blobs`` once for the session (a few seconds); returns the bundle folder."""
-    from cxrkit.training.recipe import load_recipe
-    from cxrkit.training.run import train_from_recipe
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("explain_run")
-    recipe = load_recipe(
-        None,
-        [
-            f"data.sources=[{blobs}]",
-            "data.val=0.25",
-            f"out={out}",
-            "model.arch=tiny_cnn",
-            "model.weights=none",
-            "model.image_size=32",
-            "augment.enabled=false",
-            "train.epochs=6",
-            "train.batch_size=8",
-            "train.lr=0.003",
-            "train.optimizer=adam",
-            "train.num_workers=0",
-            "train.channels_last=false",
-            "train.patience=10",
-        ],
-    )
-    result = train_from_recipe(recipe, progress=False)
+def blob_bundle(trained) -> Path:
+    """The shared tiny CNN trained on ``blobs`` (tests/conftest.py ``trained``); returns the bundle folder."""
+    result, out = trained
     assert result["val_auroc"] > 0.9, result  # the sanity tests below need a model that learned the blob
     return out / "bundle"

@@ -7,43 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.training.conftest import make_learnable_folder
-
 
 @pytest.fixture(scope="session")
-def search_folder(tmp_path_factory) -> Path:
+def search_folder(small_learnable) -> Path:
     """12 NORMAL + 12 PNEUMONIA images of 32 px; two images per patient (Kaggle-style names)."""
-    return make_learnable_folder(tmp_path_factory.mktemp("search_data") / "chest_xray", n_per_class=12, size=32)
+    return small_learnable
 
 
 @pytest.fixture(scope="session")
-def search_bundle(search_folder, tmp_path_factory) -> Path:
-    """A tiny_cnn bundle trained on ``search_folder``."""
-    from cxrkit.training.recipe import load_recipe
-    from cxrkit.training.run import train_from_recipe
-
-    out = tmp_path_factory.mktemp("search_run")
-    recipe = load_recipe(
-        None,
-        [
-            f"data.sources=[{search_folder}]",
-            "data.val=0.25",
-            f"out={out}",
-            "model.arch=tiny_cnn",
-            "model.weights=none",
-            "model.image_size=32",
-            "augment.enabled=false",
-            "train.epochs=4",
-            "train.batch_size=8",
-            "train.lr=0.003",
-            "train.optimizer=adam",
-            "train.num_workers=0",
-            "train.channels_last=false",
-            "train.patience=10",
-        ],
-    )
-    result = train_from_recipe(recipe, progress=False)
-    return Path(result["bundle"])
+def search_bundle(small_bundle) -> Path:
+    """A tiny_cnn bundle trained on ``search_folder`` (shared with the serving tests)."""
+    return small_bundle
 
 
 @pytest.fixture(scope="session")

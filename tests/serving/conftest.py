@@ -13,42 +13,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.training.conftest import make_learnable_folder
-
 
 @pytest.fixture(scope="session")
-def serving_folder(tmp_path_factory) -> Path:
+def serving_folder(small_learnable) -> Path:
     """12 NORMAL + 12 PNEUMONIA images of 32 px (Kaggle-style names: two images per patient)."""
-    return make_learnable_folder(tmp_path_factory.mktemp("serving_data") / "chest_xray", n_per_class=12, size=32)
+    return small_learnable
 
 
 @pytest.fixture(scope="session")
-def serving_bundle(serving_folder, tmp_path_factory) -> Path:
-    """A tiny_cnn bundle trained in seconds (the pattern of tests/training/conftest.py)."""
-    from cxrkit.training.recipe import load_recipe
-    from cxrkit.training.run import train_from_recipe
-
-    out = tmp_path_factory.mktemp("serving_run")
-    recipe = load_recipe(
-        None,
-        [
-            f"data.sources=[{serving_folder}]",
-            "data.val=0.25",
-            f"out={out}",
-            "model.arch=tiny_cnn",
-            "model.weights=none",
-            "model.image_size=32",
-            "augment.enabled=false",
-            "train.epochs=4",
-            "train.batch_size=8",
-            "train.lr=0.003",
-            "train.optimizer=adam",
-            "train.num_workers=0",
-            "train.channels_last=false",
-            "train.patience=10",
-        ],
-    )
-    return Path(train_from_recipe(recipe, progress=False)["bundle"])
+def serving_bundle(small_bundle) -> Path:
+    """A tiny_cnn bundle trained in seconds (tests/conftest.py ``small_bundle``, shared with search)."""
+    return small_bundle
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from cxrkit.models.records import IMAGES_FILE
 from cxrkit.serving.evaluate import evaluate_model
 from cxrkit.training.data_prep import prepare_table, validation_split
 from cxrkit.training.recipe import DataSpec
-from tests.training.conftest import make_learnable_folder
+from tests.conftest import make_learnable_folder
 
 runner = CliRunner()
 

@@ -9,8 +9,8 @@ from cxrkit.models import load_bundle
 from cxrkit.serving.evaluate import evaluate_model
 from cxrkit.training.recipe import load_recipe
 from cxrkit.training.run import train_from_recipe
+from tests.conftest import make_learnable_folder
 from tests.data.conftest import make_nih_demo, make_radiography_db
-from tests.training.conftest import make_learnable_folder
 
 
 def test_train_and_evaluate_on_harmonised_sources(tmp_path):

@@ -14,8 +14,8 @@ from cxrkit.models import load_bundle
 from cxrkit.training.data_prep import fold_table, split_by_source
 from cxrkit.training.recipe import load_recipe
 from cxrkit.training.run import train_from_recipe
+from tests.conftest import make_learnable_folder
 
-from .conftest import make_learnable_folder
 from .test_robust import TINY
 
 
