@@ -214,7 +214,9 @@ def engine_child(cfg: Config, dev: Any, rec: Recorder, ready: Any) -> dict[str, 
 
     bundle = load_bundle("pneumonia")
     bundle.preprocessing = dataclasses.replace(bundle.preprocessing, image_size=cfg.size)
-    opts = InferenceOptions(batch_size=cfg.batch, num_workers=cfg.workers, compile=cfg.compile, device=cfg.device)
+    opts = InferenceOptions(
+        batch_size=cfg.batch, num_workers=cfg.workers, compile=cfg.compile, device=cfg.device, decode="gpu"
+    )
     eng = Engine(bundle, opts)
     t0 = time.perf_counter()
     eng.warmup()
