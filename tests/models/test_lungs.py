@@ -62,6 +62,14 @@ def test_lung_masks_batch(half_lungs) -> None:
     assert masks.shape == (3, 24, 20) and masks.dtype == bool and masks.all()
 
 
+def test_lung_masks_ragged_sizes_sharing_a_height(half_lungs) -> None:
+    # Images of one height and different widths (seen on the COVID collection): one mask per image, at its size.
+    rng = np.random.default_rng(0)
+    images = [rng.random((24, 20)).astype(np.float32), rng.random((24, 31)).astype(np.float32)]
+    masks = lung_masks(images, segmenter=str(half_lungs))
+    assert masks.dtype == object and [m.shape for m in masks] == [(24, 20), (24, 31)]
+
+
 def test_preprocessor_caches_masks_on_disk(half_lungs, tmp_path, monkeypatch) -> None:
     from PIL import Image
 

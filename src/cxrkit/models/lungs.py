@@ -51,7 +51,12 @@ def lung_masks(images: np.ndarray | Sequence[np.ndarray], segmenter: str | Segme
     masks = seg.masks(arr)
     if len({m.shape for m in masks}) == 1:
         return np.stack(masks)
-    return np.array(masks, dtype=object)  # ragged input sizes: one mask per image, each at its size
+    # Ragged input sizes: one mask per image, each at its size. Filled one by one: np.array(masks, object)
+    # tries to broadcast when the images share their first dimension (256 x 293 beside 256 x 310).
+    ragged = np.empty(len(masks), dtype=object)
+    for i, m in enumerate(masks):
+        ragged[i] = m
+    return ragged
 
 
 def segment_image(image: np.ndarray, segmenter: Segmenter) -> tuple[np.ndarray, dict[str, Any]]:
