@@ -84,6 +84,18 @@ def test_no_lung_masks_skips_the_lung_checks(clean_model, clean_set):
     assert r.summary["targets"]["all"] is None and r.summary["lung_masks"]["name"] == "none"
 
 
+def test_empty_masks_skip_the_lung_checks_instead_of_passing_them(clean_model, clean_set):
+    # A segmenter that finds no lungs (28 px MedMNIST thumbnails did this) blanks nothing: that is no lung test.
+    small = clean_set.subset(np.arange(16))
+    empty = LungMasks(lambda imgs: [np.zeros(np.shape(im), bool) for im in imgs], "empty")
+    r = audit_table(
+        clean_model, small, small.labels, empty, AuditOptions(cam_per_class=2), InferenceOptions(num_workers=0)
+    )
+    c = r.summary["checks"]
+    assert c["occlusion"]["status"] == "skipped" and c["cam_in_lungs"]["status"] == "skipped"
+    assert "found no lungs in 16 of 16" in c["occlusion"]["verdict"]
+
+
 def test_auto_falls_back_to_the_prior_with_a_note(monkeypatch):
     import cxrkit.audit.masks as masks
 

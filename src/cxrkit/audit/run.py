@@ -132,6 +132,7 @@ class _CamAccumulator:
         self.area: dict[str, list[float]] = {}
         self.cams: dict[str, np.ndarray] = {}
         self.masks: dict[str, np.ndarray] = {}
+        self.no_lungs = 0  # audited images whose mask found no lungs
 
     def add(self, cls: str, cam: np.ndarray, mask: np.ndarray) -> None:
         total = float(cam.sum())
@@ -157,6 +158,10 @@ class _CamAccumulator:
     def mean_maps(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         n = {c: len(v) for c, v in self.area.items()}
         return {c: m / n[c] for c, m in self.cams.items()}, {c: m / n[c] for c, m in self.masks.items()}
+
+
+NO_LUNGS_AREA = 0.02  # a mask covering less than this share of the image: no lungs found
+NO_LUNGS_SHARE = 0.5  # more images than this without lungs: the lung checks would measure nothing
 
 
 def _variants(img: np.ndarray, mask: np.ndarray | None, border: np.ndarray, fill: str) -> dict[str, np.ndarray]:
@@ -198,6 +203,7 @@ def _forward(
         idx = [i for i, _ in batch]
         imgs = [img for _, img in batch]
         masks: list[np.ndarray | None] = list(lungs(imgs)) if lungs.available else [None] * len(imgs)
+        cams.no_lungs += sum(m is not None and m.mean() < NO_LUNGS_AREA for m in masks)
         versions = [
             _variants(im, m, border_region(im.shape, options.border), options.fill)
             for im, m in zip(imgs, masks, strict=True)
@@ -251,7 +257,16 @@ def audit_table(
         "per_source": checks.per_source(table.frame, labels, proba["full"], space),
         "border": checks.border_verdict(full, score["border"]["auroc"], options.border),
     }
-    if lungs.available:
+    no_lungs = cams.no_lungs / len(table)
+    if lungs.available and no_lungs > NO_LUNGS_SHARE:
+        why = (
+            f"Skipped: the segmenter found no lungs in {cams.no_lungs} of {len(table)} images (lateral views, or "
+            "images outside its intended input such as 28 px thumbnails); blanking nothing would pass as a "
+            "lung test. Fix: audit frontal images of 128 px or more, or use --lungs prior."
+        )
+        result["occlusion"] = {"status": "skipped", "verdict": why}
+        result["cam_in_lungs"] = {"status": "skipped", "verdict": why}
+    elif lungs.available:
         result["occlusion"] = checks.occlusion_verdict(
             full, score["lungs_blanked"]["auroc"], score["outside_blanked"]["auroc"]
         )
