@@ -207,8 +207,7 @@ class Engine:
 
         if gpu_jpeg_available(self.device.type):
             return "gpu"
-        if self.options.decode == "gpu":
-            log.warning("decode='gpu' requested but nvJPEG is unavailable here; decoding on the CPU.")
+        log.warning("decode='gpu' requested but nvJPEG is unavailable here; decoding on the CPU.")
         return "cpu"
 
     # -- batches -------------------------------------------------------------------------------
