@@ -132,7 +132,6 @@ class _CamAccumulator:
         self.area: dict[str, list[float]] = {}
         self.cams: dict[str, np.ndarray] = {}
         self.masks: dict[str, np.ndarray] = {}
-        self.no_lungs = 0  # audited images whose mask found no lungs
 
     def add(self, cls: str, cam: np.ndarray, mask: np.ndarray) -> None:
         total = float(cam.sum())
@@ -180,14 +179,16 @@ def _forward(
     options: AuditOptions,
     engine: Engine,
     progress: bool,
-) -> tuple[dict[str, np.ndarray], np.ndarray, _CamAccumulator]:
-    """Logits of every variant of every image, the full images' embeddings, and the CAM statistics."""
+) -> tuple[dict[str, np.ndarray], np.ndarray, _CamAccumulator, int]:
+    """Logits of every variant of every image, the full images' embeddings, the CAM statistics, and how many
+    images the lung masks found no lungs in."""
     transform = ImageTransform(bundle.preprocessing)
     targets = image_classes(labels, bundle.classes, bundle.label_space.exclusive)
     cam_idx = _cam_sample(targets, options.cam_per_class, options.seed) if lungs.available else set()
     logits: dict[str, list[np.ndarray]] = {}
     feats: list[np.ndarray] = []
     cams = _CamAccumulator()
+    no_lungs = 0
     workers = min(default_workers(), max(0, (len(table) - 1) // engine.options.batch_size))
     loader: Any = DataLoader(
         _Decoded(table.frame["path"].astype(str).tolist()),
@@ -203,7 +204,7 @@ def _forward(
         idx = [i for i, _ in batch]
         imgs = [img for _, img in batch]
         masks: list[np.ndarray | None] = list(lungs(imgs)) if lungs.available else [None] * len(imgs)
-        cams.no_lungs += sum(m is not None and m.mean() < NO_LUNGS_AREA for m in masks)
+        no_lungs += sum(m is not None and m.mean() < NO_LUNGS_AREA for m in masks)
         versions = [
             _variants(im, m, border_region(im.shape, options.border), options.fill)
             for im, m in zip(imgs, masks, strict=True)
@@ -219,7 +220,7 @@ def _forward(
             results = compute_cams(bundle, [imgs[k] for k in chosen], target=[targets[idx[k]] for k in chosen])
             for k, res in zip(chosen, results, strict=True):
                 cams.add(res.target, res.cam, masks[k])
-    return {k: np.concatenate(v) for k, v in logits.items()}, np.concatenate(feats), cams
+    return {k: np.concatenate(v) for k, v in logits.items()}, np.concatenate(feats), cams, no_lungs
 
 
 def audit_table(
@@ -237,7 +238,7 @@ def audit_table(
         raise DataFormatError("No images to audit.")
     engine = Engine(bundle, inference or InferenceOptions())
     start = time.perf_counter()
-    logits, embeddings, cams = _forward(bundle, table, labels, lungs, options, engine, progress)
+    logits, embeddings, cams, no_lungs = _forward(bundle, table, labels, lungs, options, engine, progress)
     log.info(
         "audit: %d images x %d versions through the engine (%s), %d Grad-CAMs, in %.0f s; probing",
         len(table),
@@ -257,10 +258,9 @@ def audit_table(
         "per_source": checks.per_source(table.frame, labels, proba["full"], space),
         "border": checks.border_verdict(full, score["border"]["auroc"], options.border),
     }
-    no_lungs = cams.no_lungs / len(table)
-    if lungs.available and no_lungs > NO_LUNGS_SHARE:
+    if lungs.available and no_lungs / len(table) > NO_LUNGS_SHARE:
         why = (
-            f"Skipped: the segmenter found no lungs in {cams.no_lungs} of {len(table)} images (lateral views, or "
+            f"Skipped: the segmenter found no lungs in {no_lungs} of {len(table)} images (lateral views, or "
             "images outside its intended input such as 28 px thumbnails); blanking nothing would pass as a "
             "lung test. Fix: audit frontal images of 128 px or more, or use --lungs prior."
         )
