@@ -25,6 +25,12 @@ BackendOpt = Annotated[
         "ONNX model, where its accuracy check passed: see cxr threshold).",
     ),
 ]
+DefaultModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", help="A bundle name or folder (default: $CXRKIT_DEFAULT_MODEL, else 'all', else 'pneumonia')."
+    ),
+]
 PrecisionOpt = Annotated[
     str,
     typer.Option(

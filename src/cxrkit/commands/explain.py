@@ -7,20 +7,13 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.commands.common import print_json, setup_logging
+from cxrkit.commands.common import DefaultModelOpt, print_json, setup_logging
 
 
 def explain_cmd(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders (PNG, JPEG, DICOM).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <stem>_cam.png, _cam.npy, _boxes.json.")],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="A bundle name or folder (default: $CXRKIT_DEFAULT_MODEL, else 'all', else 'pneumonia').",
-        ),
-    ] = None,
+    model: DefaultModelOpt = None,
     method: Annotated[
         str, typer.Option(help="gradcam, gradcam++, hirescam, scorecam, eigencam, layercam or xgradcam.")
     ] = "gradcam",

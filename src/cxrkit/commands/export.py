@@ -7,19 +7,12 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.commands.common import print_json, setup_logging
+from cxrkit.commands.common import DefaultModelOpt, print_json, setup_logging
 
 
 def export_cmd(
     onnx: Annotated[Path, typer.Option("--onnx", help="Where to write the .onnx file.")],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="A bundle name or folder (default: $CXRKIT_DEFAULT_MODEL, else 'all', else 'pneumonia').",
-        ),
-    ] = None,
+    model: DefaultModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
 ) -> None:

@@ -7,18 +7,19 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.commands.common import BackendOpt, PrecisionOpt, friendly_errors, print_json, setup_logging
+from cxrkit.commands.common import (
+    BackendOpt,
+    DefaultModelOpt,
+    PrecisionOpt,
+    friendly_errors,
+    print_json,
+    setup_logging,
+)
 
 models_app = typer.Typer(no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="A shipped bundle name or a bundle folder.")]
-DefaultModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model", "-m", help="A bundle name or folder (default: $CXRKIT_DEFAULT_MODEL, else 'all', else 'pneumonia')."
-    ),
-]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Exit with status 1 when any image could not be read (default: skip it, warn).")
 ]
