@@ -155,36 +155,28 @@ def clean_model(clean_set) -> Bundle:
     return train_tiny(clean_set)
 
 
-@pytest.fixture(scope="session")
-def shortcut_audit(shortcut_set, shortcut_model, tmp_path_factory):
-    """The audit of the shortcut model on fresh images of its kind (not the ones it was trained on)."""
+def _audit_fresh_images(model: Bundle, kind: str, tmp_path_factory, seed: int):
+    """The audit of ``model`` on 60 fresh images of ``kind`` (not the ones it was trained on), exact lungs."""
     from cxrkit.audit import AuditOptions, LungMasks, audit_table
     from cxrkit.models.engine import InferenceOptions
 
     torch.set_num_threads(1)
-    held_out = make_set(tmp_path_factory.mktemp("shortcut_test"), "shortcut", n=60, seed=10)
+    held_out = make_set(tmp_path_factory.mktemp(f"{kind}_test"), kind, n=60, seed=seed)
     return audit_table(
-        shortcut_model,
+        model,
         held_out,
         held_out.labels,
         LungMasks(exact_lungs, "exact"),
         AuditOptions(cam_per_class=12),
         InferenceOptions(num_workers=0),
     )
+
+
+@pytest.fixture(scope="session")
+def shortcut_audit(shortcut_set, shortcut_model, tmp_path_factory):
+    return _audit_fresh_images(shortcut_model, "shortcut", tmp_path_factory, seed=10)
 
 
 @pytest.fixture(scope="session")
 def clean_audit(clean_set, clean_model, tmp_path_factory):
-    from cxrkit.audit import AuditOptions, LungMasks, audit_table
-    from cxrkit.models.engine import InferenceOptions
-
-    torch.set_num_threads(1)
-    held_out = make_set(tmp_path_factory.mktemp("clean_test"), "clean", n=60, seed=11)
-    return audit_table(
-        clean_model,
-        held_out,
-        held_out.labels,
-        LungMasks(exact_lungs, "exact"),
-        AuditOptions(cam_per_class=12),
-        InferenceOptions(num_workers=0),
-    )
+    return _audit_fresh_images(clean_model, "clean", tmp_path_factory, seed=11)
