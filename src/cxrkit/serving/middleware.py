@@ -96,6 +96,18 @@ class BodyLimitMiddleware:
             raise
 
 
+def _status_recorder(send: Any) -> tuple[dict[str, int], Any]:
+    """An ASGI ``send`` that notes the response status in the returned dict (500 until one is sent)."""
+    status = {"code": 500}
+
+    async def send_wrapper(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status["code"] = message["status"]
+        await send(message)
+
+    return status, send_wrapper
+
+
 class AccessLogMiddleware:
     """One log line per request: method, path (patient IDs redacted), status, milliseconds."""
 
@@ -107,13 +119,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = {"code": 500}
-
-        async def send_wrapper(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
+        status, send_wrapper = _status_recorder(send)
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
@@ -143,13 +149,7 @@ class AuditMiddleware:
         import anyio
 
         state = scope.setdefault("state", {})
-        status = {"code": 500}
-
-        async def send_wrapper(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
+        status, send_wrapper = _status_recorder(send)
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
