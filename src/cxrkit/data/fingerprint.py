@@ -15,7 +15,9 @@ Two hashes, because they answer different questions:
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -58,15 +60,49 @@ def _map(fn, paths: Sequence[str], workers: int) -> list:
         return list(pool.map(fn, paths, chunksize=32))
 
 
+def _file_version(path: str) -> tuple[str, int, int] | None:
+    """(path, mtime, size) of the file behind ``path`` (a MedMNIST row: its .npz), or None if it cannot be read."""
+    m = NPZ_REF.match(path)
+    try:
+        st = os.stat(m["file"] if m else path)
+    except OSError:
+        return None
+    return path, st.st_mtime_ns, st.st_size
+
+
+# Hashes per file version, so that leave-source-out folds and the final fit (which record the same images
+# again and again) read and decode each image once per process.
+@functools.lru_cache(maxsize=1 << 18)
+def _content_hash_of(version: tuple[str, int, int]) -> bytes:
+    return content_hash(version[0])
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _pixel_dhash_of(version: tuple[str, int, int]) -> bytes:
+    return pixel_dhash(load_image(version[0])).tobytes()
+
+
+def _cached_content_hash(path: str) -> bytes:
+    version = _file_version(path)
+    return content_hash(path) if version is None else _content_hash_of(version)
+
+
+def _cached_pixel_dhash(path: str) -> np.ndarray:
+    version = _file_version(path)
+    if version is None:
+        return pixel_dhash(load_image(path))
+    return np.frombuffer(_pixel_dhash_of(version), np.uint8)
+
+
 def content_hashes(table: CxrTable, workers: int = 4) -> np.ndarray:
     """N x CONTENT_BYTES uint8: the content hash of every row."""
-    out = _map(content_hash, table.frame["path"].astype(str).to_list(), workers)
+    out = _map(_cached_content_hash, table.frame["path"].astype(str).to_list(), workers)
     return np.frombuffer(b"".join(out), np.uint8).reshape(len(out), CONTENT_BYTES)
 
 
 def pixel_dhashes(table: CxrTable, workers: int = 4) -> np.ndarray:
     """N x 32 uint8: the perceptual hash of every row (decodes every image)."""
-    out = _map(lambda p: pixel_dhash(load_image(p)), table.frame["path"].astype(str).to_list(), workers)
+    out = _map(_cached_pixel_dhash, table.frame["path"].astype(str).to_list(), workers)
     return np.stack(out) if out else np.zeros((0, DHASH_SIDE * DHASH_SIDE // 8), np.uint8)
 
 
