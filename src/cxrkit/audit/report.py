@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cxrkit.audit import checks
 from cxrkit.audit.run import AuditResult
 from cxrkit.core.files import atomic_path, atomic_write_text
+from cxrkit.core.jsonable import json_text
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +245,7 @@ def write_audit_report(result: AuditResult, out_dir: str | Path, title: str = "S
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {"audit_json": out_dir / "audit.json"}
-    atomic_write_text(written["audit_json"], json.dumps(result.summary, indent=2, default=_json_default) + "\n")
+    atomic_write_text(written["audit_json"], json_text(result.summary, lenient=True))
     makers = {
         "auroc": lambda p: _auroc_plot(result.summary, p),
         "probes": lambda p: _probe_plot(result.summary, p),
@@ -260,11 +259,3 @@ def write_audit_report(result: AuditResult, out_dir: str | Path, title: str = "S
     written["report_md"], written["report_html"] = out_dir / "report.md", out_dir / "report.html"
     log.info("Wrote the shortcut audit to %s", out_dir)
     return written
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)

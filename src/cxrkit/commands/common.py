@@ -6,7 +6,6 @@ Commands import this module, never `cxrkit.cli`: cli.py imports the commands (on
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
 import warnings
@@ -16,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from cxrkit.core.errors import CxrkitError
+from cxrkit.core.jsonable import json_text
 
 BackendOpt = Annotated[
     str,
@@ -98,4 +98,4 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2, default=str))
+    typer.echo(json_text(obj, lenient=True), nl=False)

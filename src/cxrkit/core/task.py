@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from cxrkit.core.errors import ConfigError, UnknownNameError
 
@@ -101,3 +102,47 @@ def order_binary(classes: list[str]) -> list[str]:
     if b.lower() in NEGATIVE_NAMES and a.lower() not in NEGATIVE_NAMES:
         return [b, a]
     return [a, b]
+
+
+# -- labels to targets ------------------------------------------------------------------------------
+# The one conversion from a label matrix (N x C of 1 / 0 / NaN, columns = label_space.classes) to what a
+# model output is compared with; training's loss, the metrics, classical models and the dataset table all
+# use it. Written with the operators numpy arrays and torch tensors share (``x != x`` is the NaN test,
+# ``x + 0`` a copy), so the loss runs it on the device and core needs neither library.
+
+
+def class_index(labels: Any) -> Any:
+    """The marked class of each row (argmax of the known 1s); -1 where no class is marked."""
+    filled = labels + 0
+    filled[filled != filled] = 0  # unknown (NaN) is not a mark
+    idx = filled.argmax(1)
+    idx[filled.sum(1) == 0] = -1
+    return idx
+
+
+def positive_target(labels: Any) -> Any:
+    """N x 1 target of a binary task: the positive column, 0 where only the negative class is marked, NaN
+    where neither is known."""
+    pos = labels[:, 1:2] + 0
+    pos[(pos != pos) & (labels[:, 0:1] == 1)] = 0
+    return pos
+
+
+def label_targets(labels: Any, label_space: LabelSpace) -> Any:
+    """Per-output targets of an N x C label matrix (numpy or torch).
+
+    Returns:
+        binary: N x 1, the positive column (NaN where unknown; see :func:`positive_target`);
+        multiclass: N class indices (-1 where no class is marked; see :func:`class_index`);
+        multilabel: the N x C matrix unchanged (NaN = unknown).
+    """
+    if labels.ndim != 2 or labels.shape[1] != len(label_space.classes):
+        raise ConfigError(
+            f"Expected a label matrix N x {len(label_space.classes)} ({list(label_space.classes)}), "
+            f"got shape {tuple(labels.shape)}."
+        )
+    if label_space.task is TaskType.BINARY:
+        return positive_target(labels)
+    if label_space.task is TaskType.MULTICLASS:
+        return class_index(labels)
+    return labels

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from cxrkit.core.errors import DataFormatError
-from cxrkit.core.task import LabelSpace, TaskType
+from cxrkit.core.task import LabelSpace, TaskType, class_index
 
 # Columns every table has, in this order. Unknown values are NA (never invented).
 COLUMNS = ("path", "patient_id", "study_date", "offset", "view", "split", "source")
@@ -75,10 +75,9 @@ class CxrTable:
 
     def class_index(self) -> np.ndarray:
         """For exclusive tasks: the class column of each row (-1 where unlabelled)."""
-        lab = np.nan_to_num(self.labels, nan=0.0)
-        idx = lab.argmax(axis=1) if lab.shape[1] else np.zeros(len(self), dtype=int)
-        idx[lab.sum(axis=1) == 0] = -1
-        return idx
+        if not self.labels.shape[1]:
+            return np.full(len(self), -1, dtype=np.int64)
+        return class_index(self.labels)
 
     def subset(self, mask: np.ndarray | Sequence[int]) -> CxrTable:
         """Rows selected by a boolean mask or integer positions."""

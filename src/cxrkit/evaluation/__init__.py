@@ -7,7 +7,8 @@ Typical use::
     write_report(result, "runs/x/eval", y_test, p_test, label_space, title="Pneumonia, test set")
 """
 
-from cxrkit.evaluation.arrays import binary_target, class_indices, targets_from_labels, to_jsonable
+from cxrkit.core.jsonable import to_jsonable
+from cxrkit.evaluation.arrays import binary_target, class_indices, targets_from_labels
 from cxrkit.evaluation.bootstrap import bootstrap_ci, bootstrap_samples
 from cxrkit.evaluation.calibration import (
     calibration_pairs,

@@ -11,13 +11,12 @@ model's probabilities ``probs`` in the shape the label space implies:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from cxrkit.core.errors import ConfigError, DataFormatError
-from cxrkit.core.task import LabelSpace, TaskType
+from cxrkit.core.task import LabelSpace, TaskType, class_index, positive_target
 
 # Probabilities this far outside [0, 1] are float noise and are clipped; anything further is an error.
 _PROB_TOL = 1e-6
@@ -124,7 +123,8 @@ def check_y_true(label_space: LabelSpace, y_true: Any) -> np.ndarray:
 
 
 def binary_target(y_true: Any) -> np.ndarray:
-    """Positive-class target vector (N,) of 1 / 0 / NaN from a binary N x 2 one-hot label matrix.
+    """Positive-class target vector (N,) of 1 / 0 / NaN from a binary N x 2 label matrix (as training sees it:
+    0 where only the negative class is marked; see :func:`cxrkit.core.task.positive_target`).
 
     Column 1 is the positive class. A 1-D 0/1 vector is returned unchanged (as float64).
 
@@ -143,7 +143,7 @@ def binary_target(y_true: Any) -> np.ndarray:
             f"Binary label row {int(bad[0])} is {y[bad[0]].tolist()}, not one-hot; "
             "each image must be exactly one of [negative, positive]."
         )
-    return y[:, 1].copy()
+    return positive_target(y)[:, 0]
 
 
 def class_indices(y_true: Any) -> np.ndarray:
@@ -162,7 +162,7 @@ def class_indices(y_true: Any) -> np.ndarray:
             f"{bad.size} multiclass label row(s) are not one-hot (first: row {int(bad[0])} = {y[bad[0]].tolist()}); "
             "every image needs exactly one known class. Drop unlabelled rows before evaluating."
         )
-    return np.argmax(y, axis=1).astype(np.int64)
+    return class_index(y)
 
 
 def targets_from_labels(label_space: LabelSpace, y_true: Any) -> np.ndarray:
@@ -220,27 +220,3 @@ def check_threshold(threshold: Any, name: str = "threshold") -> float:
     if not 0.0 <= t <= 1.0:
         raise ConfigError(f"{name} must be in [0, 1], got {t}; predictions are positive when prob >= {name}.")
     return t
-
-
-def to_jsonable(value: Any) -> Any:
-    """Recursively turn numpy scalars/arrays into plain Python; NaN and inf become None."""
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.bool_ | bool):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating | float):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    return value
-
-
-def nan_to_none(value: float | np.floating) -> float | None:
-    """A float, or None where it is NaN (undefined)."""
-    v = float(value)
-    return v if math.isfinite(v) else None

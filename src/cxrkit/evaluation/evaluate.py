@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from cxrkit.core.errors import ConfigError, DataFormatError
+from cxrkit.core.jsonable import to_jsonable
 from cxrkit.core.task import LabelSpace, TaskType
-from cxrkit.evaluation.arrays import check_pair, to_jsonable
+from cxrkit.evaluation.arrays import check_pair
 from cxrkit.evaluation.bootstrap import bootstrap_ci, check_bootstrap_args
 from cxrkit.evaluation.calibration import DEFAULT_BINS, calibration_report
 from cxrkit.evaluation.metrics import accuracy_vs_threshold, auprc, auroc, binary_metrics, threshold_metric

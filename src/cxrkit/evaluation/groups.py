@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cxrkit.core.jsonable import nan_to_none, to_jsonable
 from cxrkit.core.task import LabelSpace, TaskType
-from cxrkit.evaluation.arrays import nan_to_none, to_jsonable
 from cxrkit.evaluation.bootstrap import bootstrap_ci
 from cxrkit.evaluation.metrics import auroc_batched
 

@@ -19,7 +19,8 @@ import numpy as np
 from scipy.stats import rankdata
 
 from cxrkit.core.errors import DataFormatError, UnknownNameError
-from cxrkit.evaluation.arrays import check_binary_arrays, check_threshold, nan_to_none
+from cxrkit.core.jsonable import nan_to_none
+from cxrkit.evaluation.arrays import check_binary_arrays, check_threshold
 
 THRESHOLD_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1")
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from cxrkit.core.errors import DataFormatError
-from cxrkit.evaluation.arrays import nan_to_none
+from cxrkit.core.jsonable import nan_to_none
 from cxrkit.evaluation.bootstrap import bootstrap_indices, check_bootstrap_args, percentile_interval
 from cxrkit.evaluation.metrics import auroc_batched
 

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from cxrkit.core.errors import ConfigError, DataFormatError
-from cxrkit.evaluation.arrays import check_threshold, nan_to_none
+from cxrkit.core.jsonable import nan_to_none
+from cxrkit.evaluation.arrays import check_threshold
 from cxrkit.evaluation.bootstrap import (
     bootstrap_ci,
     bootstrap_indices,

@@ -12,8 +12,8 @@ from typing import Any
 
 from cxrkit.core.errors import DataFormatError
 from cxrkit.core.files import atomic_write_text
+from cxrkit.core.jsonable import to_jsonable
 from cxrkit.core.task import LabelSpace
-from cxrkit.evaluation.arrays import to_jsonable
 from cxrkit.evaluation.groups import GROUP_HEADER, group_table
 from cxrkit.evaluation.plots import learning_curve_plot, plot_all
 

@@ -9,9 +9,10 @@ import contextlib
 # bare GPU box), everything else still loads and a lungs bundle fails with the hook's own clear error.
 with contextlib.suppress(ImportError):
     import cxrkit.models.lungs  # noqa: F401
+from cxrkit.core.task import label_targets
 from cxrkit.models.bundle import Bundle, list_bundles, load_bundle, resolve_bundle, save_bundle
 from cxrkit.models.classical import ClassicalBaseline, downsample_pixels
-from cxrkit.models.heads import label_targets, logits_to_proba
+from cxrkit.models.heads import logits_to_proba
 from cxrkit.models.pretrained import (
     efficientnet_lite0_imagenet_state_dict,
     efficientnet_lite_imagenet_state_dict,

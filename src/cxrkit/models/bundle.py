@@ -30,6 +30,7 @@ from torch import nn
 import cxrkit
 from cxrkit.core.errors import BundleError, ConfigError, CxrkitError, UnknownNameError
 from cxrkit.core.files import atomic_dir
+from cxrkit.core.jsonable import json_text
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.core.settings import DEFAULT_MODEL_ENV, cxrkit_home, default_model_setting
 from cxrkit.core.task import LabelSpace, TaskType
@@ -94,18 +95,6 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def normalise_thresholds(
@@ -224,10 +213,10 @@ def save_bundle(
             write_split_record(tmp, images)
         config["weights_sha256"] = sha256_file(tmp / WEIGHTS_FILE)
         try:
-            text = json.dumps(config, indent=2, default=_json_default, allow_nan=True)
+            text = json_text(config)
         except TypeError as err:
             raise ConfigError(f"Bundle config is not JSON-serialisable: {err}.") from err
-        (tmp / CONFIG_FILE).write_text(text + "\n", encoding="utf-8")
+        (tmp / CONFIG_FILE).write_text(text, encoding="utf-8")
         (tmp / CARD_FILE).write_text(render_model_card(json.loads(text)), encoding="utf-8")
     return out_dir
 

@@ -20,8 +20,7 @@ import numpy as np
 
 from cxrkit.core.errors import ConfigError, UnknownNameError
 from cxrkit.core.files import atomic_dir
-from cxrkit.core.task import LabelSpace, TaskType
-from cxrkit.models.heads import label_targets
+from cxrkit.core.task import LabelSpace, TaskType, label_targets
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ class ClassicalBaseline:
     def fit(self, X: np.ndarray, labels: np.ndarray, label_space: LabelSpace) -> ClassicalBaseline:
         """Fit on images or features ``X`` and the N x C label matrix (NaN = unknown, ignored)."""
         feats = self._design(X)
-        targets = label_targets(labels, label_space)
+        targets = label_targets(np.asarray(labels, dtype=np.float32), label_space)
         if len(feats) != len(targets):
             raise ConfigError(f"X has {len(feats)} rows but labels have {len(targets)}.")
         self.label_space = label_space

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
 from cxrkit.core.errors import ConfigError
@@ -35,34 +34,6 @@ def logits_to_proba(logits: torch.Tensor, label_space: LabelSpace) -> torch.Tens
     if label_space.task is TaskType.MULTICLASS:
         return torch.softmax(logits.float(), dim=1)
     return torch.sigmoid(logits.float())
-
-
-def label_targets(labels: np.ndarray, label_space: LabelSpace) -> np.ndarray:
-    """Turn an N x C label matrix (1 / 0 / NaN) into per-output targets.
-
-    Returns:
-        binary: float N x 1, the positive column (NaN where unknown);
-        multiclass: int N, the class index (-1 where no class is marked);
-        multilabel: float N x C unchanged (NaN = unknown).
-    """
-    labels = np.asarray(labels, dtype=np.float32)
-    if labels.ndim != 2 or labels.shape[1] != len(label_space.classes):
-        raise ConfigError(
-            f"Expected a label matrix N x {len(label_space.classes)} ({list(label_space.classes)}), "
-            f"got shape {labels.shape}."
-        )
-    if label_space.task is TaskType.BINARY:
-        pos = labels[:, 1].copy()
-        neg = labels[:, 0]
-        # a row marked only as negative is a known 0
-        pos[np.isnan(pos) & (neg == 1)] = 0.0
-        return pos[:, None]
-    if label_space.task is TaskType.MULTICLASS:
-        filled = np.nan_to_num(labels, nan=0.0)
-        idx = filled.argmax(axis=1)
-        idx[filled.sum(axis=1) == 0] = -1
-        return idx.astype(np.int64)
-    return labels
 
 
 def num_outputs_of(label_space_or_num_outputs: LabelSpace | int) -> int:

@@ -27,6 +27,7 @@ from torch import nn
 import cxrkit
 from cxrkit.core.errors import BundleError, ConfigError, UnknownNameError
 from cxrkit.core.files import atomic_dir
+from cxrkit.core.jsonable import json_text
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.models.bundle import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, resolve_bundle, sha256_file
 from cxrkit.models.pretrained import apply_state_dict, efficientnet_lite0_imagenet_state_dict
@@ -177,18 +178,10 @@ def save_segmenter(
     with atomic_dir(out_dir) as tmp:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "architecture": arch})
         config["weights_sha256"] = sha256_file(tmp / WEIGHTS_FILE)
-        text = json.dumps(config, indent=2, default=_json_default)
-        (tmp / CONFIG_FILE).write_text(text + "\n", encoding="utf-8")
+        text = json_text(config)
+        (tmp / CONFIG_FILE).write_text(text, encoding="utf-8")
         (tmp / CARD_FILE).write_text(render_segmenter_card(config), encoding="utf-8")
     return out_dir
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def is_segmenter_bundle(path: str | Path) -> bool:

@@ -32,6 +32,7 @@ import pandas as pd
 import cxrkit
 from cxrkit.core.errors import ConfigError, CxrkitError, DataFormatError
 from cxrkit.core.files import atomic_dir
+from cxrkit.core.jsonable import json_text
 from cxrkit.core.task import LabelSpace
 from cxrkit.data.load import load_datasets
 from cxrkit.data.table import COLUMNS, CxrTable
@@ -225,7 +226,7 @@ def _write(
             np.save(f, np.asarray(labels, np.float32), allow_pickle=False)
         info["checksums"] = {name: file_sha256(tmp / name) for name in (VECTORS_FILE, META_FILE, LABELS_FILE)}
         # index.json last: its presence marks a complete folder.
-        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
+        (tmp / INFO_FILE).write_text(json_text(info, lenient=True), encoding="utf-8")
 
 
 def file_sha256(path: Path) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from cxrkit.core.files import atomic_write_text
+from cxrkit.core.jsonable import json_text
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.data.table import CxrTable
 from cxrkit.evaluation import choose_thresholds, evaluate_predictions, write_report
@@ -71,5 +71,5 @@ def train_classical(recipe: Recipe) -> dict[str, Any]:
         "n_train": len(train),
         "n_val": len(val),
     }
-    atomic_write_text(out / "result.json", json.dumps(summary, indent=2, default=str))
+    atomic_write_text(out / "result.json", json_text(summary, lenient=True))
     return summary

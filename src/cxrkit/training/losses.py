@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cxrkit.core.task import LabelSpace, TaskType
+from cxrkit.core.task import LabelSpace, TaskType, class_index, label_targets
 
 
 class TaskLoss(torch.nn.Module):
@@ -34,19 +34,13 @@ class TaskLoss(torch.nn.Module):
                 return F.cross_entropy(
                     logits[known], labels[known], weight=self.weights, label_smoothing=self.label_smoothing
                 )
-            filled = torch.nan_to_num(labels, nan=0.0)
-            target = filled.argmax(dim=1)
-            target[filled.sum(dim=1) == 0] = -100  # ignore_index: no class known
-            if (target == -100).all():
+            target = class_index(labels)  # -1 where no class is known: ignored
+            if (target == -1).all():
                 return logits.sum() * 0.0
             return F.cross_entropy(
-                logits, target, weight=self.weights, ignore_index=-100, label_smoothing=self.label_smoothing
+                logits, target, weight=self.weights, ignore_index=-1, label_smoothing=self.label_smoothing
             )
-        if task is TaskType.BINARY:
-            target = labels[:, 1:2].clone()
-            target[torch.isnan(target) & (labels[:, 0:1] == 1)] = 0.0
-        else:
-            target = labels
+        target = label_targets(labels, self.label_space)
         mask = ~torch.isnan(target)
         if not mask.any():
             return logits.sum() * 0.0

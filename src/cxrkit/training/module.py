@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from timm.utils import ModelEmaV3
 
-from cxrkit.core.task import LabelSpace, TaskType
+from cxrkit.core.task import LabelSpace, TaskType, label_targets
 from cxrkit.evaluation import evaluate_predictions
 from cxrkit.models.heads import logits_to_proba
 from cxrkit.models.tta import tta_mean
@@ -29,14 +29,10 @@ def headline_auroc(result: dict[str, Any]) -> float:
 
 def accuracy_of(label_space: LabelSpace, labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> float:
     """Accuracy at 0.5 (binary/multilabel, over known entries) or argmax (multiclass)."""
+    target = label_targets(np.asarray(labels, dtype=np.float32), label_space)
     if label_space.task is TaskType.MULTICLASS:
-        known = np.nansum(labels, axis=1) > 0
-        return (
-            float((probs[known].argmax(1) == np.nan_to_num(labels[known]).argmax(1)).mean())
-            if known.any()
-            else math.nan
-        )
-    target = labels[:, 1:2] if label_space.task is TaskType.BINARY else labels
+        known = target >= 0
+        return float((probs[known].argmax(1) == target[known]).mean()) if known.any() else math.nan
     mask = ~np.isnan(target)
     return float(((probs >= threshold) == (target == 1))[mask].mean()) if mask.any() else math.nan
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -18,6 +17,7 @@ import torch
 
 from cxrkit.core.errors import DataFormatError
 from cxrkit.core.files import atomic_write_text
+from cxrkit.core.jsonable import json_text
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.core.task import LabelSpace
 from cxrkit.data import class_weights
@@ -339,7 +339,7 @@ def _finish(
         "n_val": len(val),
         "world_size": trainer.world_size,
     }
-    atomic_write_text(out / "result.json", json.dumps(summary, indent=2, default=_json))
+    atomic_write_text(out / "result.json", json_text(summary, lenient=True))
     return summary, probs
 
 
@@ -374,9 +374,3 @@ def _headline_keys(task: str) -> tuple[str, ...]:
     if task == "multiclass":
         return ("n", "accuracy", "macro_auroc", "macro_auroc_ci", "macro_f1", "ece")
     return ("n", "mean_auroc", "mean_auroc_ci", "n_labels_scored", "ece")
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
