@@ -25,10 +25,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from cxrkit.core.preprocess import Preprocessing
+from cxrkit.core.task import LabelSpace
 from cxrkit.data import load_datasets
 from cxrkit.evaluation import choose_thresholds, evaluate_predictions
-from cxrkit.models import create_model, embed, save_bundle
-from cxrkit.models.inference import run_batches
+from cxrkit.models import create_model, save_bundle
+from cxrkit.models.engine import Engine, InferenceOptions
 from cxrkit.training.data_prep import data_summary, prepare_table
 from cxrkit.training.precision import bf16_check
 from cxrkit.training.recipe import load_recipe
@@ -46,9 +47,11 @@ def embeddings(manifest: str, size: int, cache: Path, weights: str = BACKBONE) -
         z = np.load(cache, allow_pickle=True)
         return pd.DataFrame(z["X"], index=z["paths"])
     table = load_datasets([manifest])
-    model = create_model("efficientnet_lite0", 1, weights=weights).eval()
+    space = LabelSpace.exclusive_from(["NORMAL", "ABNORMAL"])  # one output; only the backbone is used
+    model = create_model("efficientnet_lite0", space, weights=weights).eval()
     prep = Preprocessing(image_size=size, resize="squash", mean=0.5, std=0.5)
-    X = run_batches(model, table, prep, lambda m, x: embed(m, x), num_workers=1, batch_size=64)
+    options = InferenceOptions(precision="fp32", batch_size=64, num_workers=1)
+    X = Engine.for_model(model, space, prep, options=options).run_table(table, "embedding")
     np.savez(cache, X=X, paths=np.array(table.frame["path"]))
     return pd.DataFrame(X, index=table.frame["path"].to_numpy())
 

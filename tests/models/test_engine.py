@@ -14,7 +14,7 @@ from cxrkit.core.errors import BundleError, ConfigError
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.data.table import CxrTable
-from cxrkit.models import create_model, load_bundle, save_bundle
+from cxrkit.models import create_model, load_bundle, logits_to_proba, save_bundle
 from cxrkit.models import engine as engine_mod
 from cxrkit.models.engine import Engine, InferenceOptions
 from cxrkit.models.onnx_export import OnnxRunner, export_onnx, onnx_cache_path
@@ -79,7 +79,8 @@ def test_engine_matches_the_plain_model(tmp_path, task, label_spaces):
     space = label_spaces[task]
     bundle = _bundle(tmp_path / "b", space)
     x = torch.randn(4, 1, 32, 32)
-    expected = bundle.predict_proba(x)
+    with torch.no_grad():
+        expected = logits_to_proba(bundle.model(x), space).numpy()
     eng = Engine(bundle, InferenceOptions(precision="fp32"))
     np.testing.assert_allclose(eng.probabilities(x), expected, atol=1e-6)
     feats = eng.embeddings(x)

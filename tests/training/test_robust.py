@@ -99,7 +99,7 @@ def test_ema_mixup_cutmix_and_flip_tta(learnable, tmp_path):
     from cxrkit.data import load_dataset
     from cxrkit.models import load_bundle
     from cxrkit.models.engine import Engine, InferenceOptions
-    from cxrkit.models.inference import predict_proba
+    from cxrkit.training.precision import validation_probabilities
 
     extra = ["train.ema=0.9", "train.mixup=0.4", "train.cutmix=1.0", "model.tta=hflip", "augment.hflip=0.5"]
     summary = train_from_recipe(tiny_recipe(learnable, tmp_path, *extra), progress=False)
@@ -114,11 +114,10 @@ def test_ema_mixup_cutmix_and_flip_tta(learnable, tmp_path):
     x = torch.rand(3, 1, 32, 32)
     np.testing.assert_allclose(engine.probabilities(x), engine.probabilities(x.flip(-1)), atol=1e-5)
     table = load_dataset(learnable).subset(np.arange(6))
-    direct = predict_proba(bundle.model, bundle.label_space, table, bundle.preprocessing, num_workers=0, tta="hflip")
+    space, prep = bundle.label_space, bundle.preprocessing
+    direct = validation_probabilities(bundle.model, space, prep, table, tta="hflip", num_workers=0)
     np.testing.assert_allclose(engine.run_table(table), direct, atol=1e-5)
-    assert not np.allclose(
-        direct, predict_proba(bundle.model, bundle.label_space, table, bundle.preprocessing, num_workers=0)
-    )
+    assert not np.allclose(direct, validation_probabilities(bundle.model, space, prep, table, num_workers=0))
 
 
 # -- distillation from an ensemble of bundles ---------------------------------------------------------
@@ -146,3 +145,13 @@ def test_distillation_from_bundles(learnable, trained, tmp_path):
         load_teachers([teacher], LabelSpace(TaskType.MULTICLASS, ("A", "B", "C")), prep, 1.0)
     with pytest.raises(ConfigError, match="normalises inputs"):
         load_teachers([teacher], space, Preprocessing(image_size=32, mean=0.1, std=0.2), 1.0)
+
+
+@pytest.mark.parametrize("features", ["pixels", "embeddings"])
+def test_classical_baseline_from_a_recipe(learnable, tmp_path, features):
+    """KNN on pixels (decoded by the table loader) or on embeddings (through the inference engine)."""
+    extra = [f"model.features={features}", "model.embed_arch=tiny_cnn", "model.image_size=64", "model.k=3"]
+    recipe = tiny_recipe(learnable, tmp_path, "model.arch=knn", *extra)
+    summary = train_from_recipe(recipe, progress=False)
+    assert summary["n_val"] == 12 and 0 <= summary["val_auroc"] <= 1
+    assert (tmp_path / "baseline").is_dir()

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from cxrkit.cli import app
 from cxrkit.data import load_dataset
-from cxrkit.models import load_bundle
+from cxrkit.models import load_bundle, logits_to_proba
+from cxrkit.models.engine import Engine, InferenceOptions
 from cxrkit.serving.predictor import Predictor
 
 runner = CliRunner()
@@ -47,8 +48,13 @@ def test_bundle_round_trip_matches_the_in_memory_model(trained, tmp_path):
     for key, value in loaded.model.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=key)
     x = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
-    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
-    assert not np.allclose(loaded.predict_proba(x), load_bundle(out / "bundle").predict_proba(x))
+
+    def proba(b):
+        with torch.no_grad():
+            return logits_to_proba(b.model(x), b.label_space).numpy()
+
+    np.testing.assert_array_equal(proba(loaded), proba(model))
+    assert not np.allclose(proba(loaded), proba(load_bundle(out / "bundle")))
     assert (loaded.label_space, loaded.preprocessing, loaded.thresholds) == (
         model.label_space, model.preprocessing, model.thresholds,
     )  # fmt: skip
@@ -63,9 +69,7 @@ def test_threshold_reproduces_validation_metrics(trained, learnable):
     from cxrkit.data import assign_splits
 
     table = assign_splits(load_dataset(learnable), val=0.25, test=0.0, seed=0).split("val")
-    from cxrkit.models.inference import predict_proba
-
-    probs = predict_proba(bundle.model, bundle.label_space, table, bundle.preprocessing)
+    probs = Engine(bundle, InferenceOptions(precision="fp32")).run_table(table)
     again = evaluate_predictions(bundle.label_space, table.labels, probs, thresholds=result["thresholds"], n_boot=0)
     assert abs(again["auroc"] - result["val_auroc"]) < 1e-6
 

@@ -35,7 +35,6 @@ from cxrkit.core.preprocess import Preprocessing
 from cxrkit.core.settings import DEFAULT_MODEL_ENV, cxrkit_home, default_model_setting
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.models.card import render_model_card
-from cxrkit.models.heads import logits_to_proba
 from cxrkit.models.intended import IntendedInput
 from cxrkit.models.records import CARD_FILE, CONFIG_FILE, images_config, read_split_record, write_split_record
 from cxrkit.models.registry import create_model, get_model_info
@@ -78,15 +77,6 @@ class Bundle:
     @property
     def classes(self) -> tuple[str, ...]:
         return self.label_space.classes
-
-    @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor) -> np.ndarray:
-        """Probabilities N x num_outputs (binary: N x 1, the positive class) for preprocessed input."""
-        self.model.eval()
-        param = next(self.model.parameters(), None)
-        if param is not None:
-            x = x.to(device=param.device, dtype=param.dtype)
-        return logits_to_proba(self.model(x), self.label_space).cpu().numpy()
 
 
 def sha256_file(path: str | Path) -> str:

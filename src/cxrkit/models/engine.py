@@ -1,6 +1,12 @@
-"""The inference engine: one forward path for predict, evaluate, explain, timelines and index building.
+"""The inference engine: the one way to run a classifier (predict, evaluate, explain, timelines, index
+building, training's validation pass, ``cxr threshold``).
 
-An ``Engine`` wraps a bundle and runs it with the fastest safe settings of the machine:
+Output convention: probabilities are the model's outputs, N x ``label_space.num_outputs`` (binary: N x 1,
+the positive class; see ``cxrkit.models.heads``). Where every class is shown (predict, explain, timelines),
+``class_probabilities`` turns them into N x C, one column per class of the bundle.
+
+An ``Engine`` wraps a bundle (or, with ``Engine.for_model``, a model that is not saved yet) and runs it
+with the fastest safe settings of the machine, the same ``InferenceOptions`` everywhere:
 
 - ``backend="torch"``: channels-last memory format, and bf16 autocast where the hardware computes
   bf16 natively (AVX512-BF16/AMX CPUs, recent GPUs) *and* the bundle passed its bf16 accuracy check
@@ -10,7 +16,8 @@ An ``Engine`` wraps a bundle and runs it with the fastest safe settings of the m
   under ``$CXRKIT_HOME/onnx/`` by the weights' sha256, so it is exported once per model.
 
 Both backends compute logits and penultimate embeddings in one pass. Tables are decoded and
-preprocessed by DataLoader worker processes while the model runs (``default_workers``).
+preprocessed by DataLoader worker processes while the model runs (``default_workers``); an unreadable
+image raises ``ImageDecodeError`` naming the file (or is skipped and reported, with ``skipped``).
 
 On a GPU: pinned host memory and non-blocking copies; ``compile=True`` runs the model through
 ``torch.compile`` (CUDA graphs, mode "reduce-overhead", for batches of at most ``SMALL_BATCH``; batches
@@ -26,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,17 +43,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from cxrkit.core.errors import ConfigError
+from cxrkit.core.errors import ConfigError, ImageDecodeError
 from cxrkit.core.preprocess import Preprocessing
-from cxrkit.core.task import TaskType
+from cxrkit.core.progress import Progress
+from cxrkit.core.task import LabelSpace
 from cxrkit.data.table import CxrTable
 from cxrkit.data.torch_dataset import CxrImageDataset
 from cxrkit.data.transforms import ImageTransform
 from cxrkit.models.bundle import Bundle
-from cxrkit.models.heads import logits_to_proba, output_layer
+from cxrkit.models.heads import class_probabilities, logits_to_proba, output_layer
 from cxrkit.models.onnx_export import INT8_FILE, OnnxRunner
 from cxrkit.models.registry import embed
-from cxrkit.models.tta import bundle_tta, tta_mean
+from cxrkit.models.tta import bundle_tta, check_tta, tta_mean
 
 log = logging.getLogger(__name__)
 
@@ -142,30 +151,66 @@ class InferenceOptions:
 
 
 class Engine:
-    """A bundle ready to run: ``probabilities``/``embeddings`` of preprocessed batches, or of whole tables."""
+    """A classifier ready to run: ``probabilities``/``embeddings`` of preprocessed batches, or of whole tables.
+
+    Attributes:
+        bundle: the bundle it runs (None for ``Engine.for_model``).
+        model, label_space, preprocessing, tta: what it runs, and how its inputs are prepared.
+    """
 
     def __init__(self, bundle: Bundle, options: InferenceOptions | None = None) -> None:
-        self.bundle = bundle
+        self._setup(bundle.model, bundle.label_space, bundle.preprocessing, bundle_tta(bundle.extra), bundle, options)
+
+    @classmethod
+    def for_model(
+        cls,
+        model: torch.nn.Module,
+        label_space: LabelSpace,
+        preprocessing: Preprocessing,
+        tta: str = "none",
+        options: InferenceOptions | None = None,
+    ) -> Engine:
+        """An engine over a model that is not a bundle yet (training's validation pass, sanity checks).
+
+        Torch backend only (ONNX exports are made of saved bundles); ``precision="auto"`` is fp32, as
+        for a bundle without a bf16 check.
+        """
+        if options is not None and options.backend != "torch":
+            raise ConfigError(f"The {options.backend} backend runs saved bundles. Fix: save the model first.")
+        engine = cls.__new__(cls)
+        engine._setup(model, label_space, preprocessing, check_tta(tta), None, options)
+        return engine
+
+    def _setup(
+        self,
+        model: torch.nn.Module,
+        label_space: LabelSpace,
+        preprocessing: Preprocessing,
+        tta: str,
+        bundle: Bundle | None,
+        options: InferenceOptions | None,
+    ) -> None:
+        self.bundle, self.model, self.label_space, self.preprocessing = bundle, model, label_space, preprocessing
         self.options = options or InferenceOptions()
         self.device = choose_device(self.options.device) if self.options.backend == "torch" else torch.device("cpu")
-        if self.options.backend == "onnx-int8":
+        if bundle is not None and self.options.backend == "onnx-int8":
             self.options = dataclasses.replace(self.options, onnx_path=str(_int8_model(bundle, self.options)))
         self.precision = self._resolve_precision()
-        self.tta = bundle_tta(bundle.extra)  # applied to every batch, exactly as validated
+        self.tta = tta  # applied to every batch, exactly as validated
         self._onnx: Any = None
         self._compiled: dict[str, Any] = {}
-        if self.options.backend != "torch":
+        if bundle is not None and self.options.backend != "torch":
             self._onnx = OnnxRunner.for_bundle(bundle, self.options.onnx_path)
             size = self._onnx.input_size
-            if self.options.onnx_path is not None and size not in (None, bundle.preprocessing.image_size):
+            if self.options.onnx_path is not None and size not in (None, preprocessing.image_size):
                 raise ConfigError(
                     f"{self.options.onnx_path} takes {size} px images but the model is preprocessed to "
-                    f"{bundle.preprocessing.image_size} px. Fix: export it again with cxr export."
+                    f"{preprocessing.image_size} px. Fix: export it again with cxr export."
                 )
         else:
-            bundle.model.to(self.device).eval()
+            model.to(self.device).eval()
             # oneDNN's and cuDNN's convolutions are fastest on NHWC; weights are converted once here.
-            bundle.model.to(memory_format=torch.channels_last)
+            model.to(memory_format=torch.channels_last)
             if self.device.type == "cuda":
                 torch.backends.cudnn.benchmark = True  # batches have a few fixed shapes
 
@@ -179,7 +224,7 @@ class Engine:
             if not native_bf16(self.device):
                 log.warning("bf16 requested but %s has no native bf16: it will be emulated (slow).", self.device)
             return "bf16"
-        check = bf16_check(self.bundle)
+        check = bf16_check(self.bundle) if self.bundle is not None else None
         if native_bf16(self.device) and check and check.get("ok"):
             return "bf16"
         return "fp32"
@@ -201,7 +246,7 @@ class Engine:
         # (224 px; a tie at 1024 px), because the GPU path does not overlap decode with the model yet.
         if self.options.backend != "torch" or self.device.type != "cuda" or self.options.decode != "gpu":
             return "cpu"
-        if self.bundle.preprocessing.lungs:  # lung crop/mask runs in ImageTransform, on the CPU path
+        if self.preprocessing.lungs:  # lung crop/mask runs in ImageTransform, on the CPU path
             return "cpu"
         from cxrkit.models.gpu_decode import gpu_jpeg_available
 
@@ -220,7 +265,7 @@ class Engine:
         return n >= BF16_MIN_BATCH
 
     def _forward(self, x: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        model = self.bundle.model
+        model = self.model
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             feats = embed(model, x)
             logits = output_layer(model)(feats)
@@ -282,17 +327,21 @@ class Engine:
         logits, _ = self.logits_and_embeddings(x)
         return self.to_proba(logits)
 
+    def class_probabilities(self, x: torch.Tensor) -> np.ndarray:
+        """Probabilities N x C, one column per class (binary: [negative, positive]) of a preprocessed batch."""
+        return class_probabilities(self.probabilities(x), self.label_space)
+
     def embeddings(self, x: torch.Tensor) -> np.ndarray:
         """Penultimate features (N x D, not normalised) of a preprocessed batch."""
         return self.logits_and_embeddings(x)[1]
 
     def to_proba(self, logits: np.ndarray) -> np.ndarray:
-        return logits_to_proba(torch.from_numpy(np.asarray(logits, np.float32)), self.bundle.label_space).numpy()
+        return logits_to_proba(torch.from_numpy(np.asarray(logits, np.float32)), self.label_space).numpy()
 
     def warmup(self) -> None:
         """Forward passes on blank batches: oneDNN/ORT build their kernels, and ``compile`` compiles (and
         records CUDA graphs), on these calls, not on a user's."""
-        prep = self.bundle.preprocessing
+        prep = self.preprocessing
         sizes = [1]
         if self.options.compile:  # both compiled graphs; CUDA graphs need a few calls to be recorded
             sizes = [1, 1, 1, self.options.batch_size, self.options.batch_size]
@@ -302,20 +351,22 @@ class Engine:
     # -- tables --------------------------------------------------------------------------------
 
     def loader(self, table: CxrTable, skip_errors: bool = False) -> DataLoader:
-        prep, opt = self.bundle.preprocessing, self.options
+        prep, opt = self.preprocessing, self.options
         pin = self.device.type == "cuda" and opt.backend == "torch"
         return table_loader(table, prep, opt.batch_size, opt.num_workers, skip_errors, pin_memory=pin)
 
-    def _batches(self, table: CxrTable, skip_errors: bool) -> Any:
+    def _batches(self, table: CxrTable, skipping: bool) -> Any:
         """``(x, errors or None)`` per batch of ``table``: decoded on the GPU by nvJPEG where ``decoder``
         is "gpu" (not when skipping unreadable images: that is the CPU workers' job)."""
-        if self.decoder != "gpu" or skip_errors:
-            for x, _, *errors in self.loader(table, skip_errors):
-                yield x, (errors[0] if errors else None)
+        if self.decoder != "gpu" or skipping:
+            # Workers always catch decode errors: the first one is raised here with its own message (a
+            # worker's exception would reach us wrapped in a DataLoader traceback).
+            for x, _, errors in self.loader(table, skip_errors=True):
+                yield x, errors
             return
         from cxrkit.models.gpu_decode import bytes_loader, preprocess_on_device
 
-        opt, prep = self.options, self.bundle.preprocessing
+        opt, prep = self.options, self.preprocessing
         workers = loader_workers(len(table), opt.batch_size, opt.num_workers)
         for items in bytes_loader(table, prep, opt.batch_size, workers):
             yield preprocess_on_device(items, prep, self.device), None
@@ -330,35 +381,39 @@ class Engine:
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """``what``: "proba" (N x outputs), "embedding" (N x D) or "both" (a tuple) for every image of ``table``.
 
+        ``progress``: report progress (images): a bar on a terminal, else a log line every few seconds.
         ``skipped``: when a list, each unreadable image is appended as ``{"row", "path", "error"}``
-        (logged as a warning) and its row is left out of the output; when None, the first one raises.
-        ``on_batch``: called with the number of images after each batch (progress reporting).
+        (logged as a warning) and its row is left out of the output; when None, the first one raises
+        ``ImageDecodeError``. ``on_batch``: called with the number of images after each batch.
         """
         if what not in ("proba", "embedding", "both"):
             raise ValueError(f"what must be proba, embedding or both, not {what!r}")
         logits, feats = [], []
-        batches: Any = self._batches(table, skip_errors=skipped is not None)
-        if progress:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc="inference", unit="batch", leave=False, total=len(self.loader(table)))
+        bar = Progress(len(table), "inference", bar=sys.stderr.isatty(), logger=__name__) if progress else None
         row = 0
-        for x, errors in batches:
-            lo, fe = self.logits_and_embeddings(x)
-            if errors is not None and skipped is not None:
-                ok = np.array([not e for e in errors], dtype=bool)
-                for i in np.flatnonzero(~ok):
-                    log.warning("skipped %s", errors[i])
-                    path = str(table.frame["path"].iat[row + int(i)])
-                    skipped.append({"row": row + int(i), "path": path, "error": errors[i]})
-                lo, fe = lo[ok], fe[ok]
-            row += len(x)
-            if on_batch is not None:
-                on_batch(len(x))
-            logits.append(lo)
-            feats.append(fe)
-        n_out = 1 if self.bundle.label_space.task is TaskType.BINARY else len(self.bundle.classes)
-        lo = np.concatenate(logits) if logits else np.zeros((0, n_out), np.float32)
+        try:
+            for x, errors in self._batches(table, skipping=skipped is not None):
+                lo, fe = self.logits_and_embeddings(x)
+                if errors is not None and any(errors):
+                    if skipped is None:
+                        raise ImageDecodeError(next(e for e in errors if e))
+                    ok = np.array([not e for e in errors], dtype=bool)
+                    for i in np.flatnonzero(~ok):
+                        log.warning("skipped %s", errors[i])
+                        path = str(table.frame["path"].iat[row + int(i)])
+                        skipped.append({"row": row + int(i), "path": path, "error": errors[i]})
+                    lo, fe = lo[ok], fe[ok]
+                row += len(x)
+                if on_batch is not None:
+                    on_batch(len(x))
+                if bar is not None:
+                    bar.update(len(x))
+                logits.append(lo)
+                feats.append(fe)
+        finally:
+            if bar is not None:
+                bar.close()
+        lo = np.concatenate(logits) if logits else np.zeros((0, self.label_space.num_outputs), np.float32)
         fe = np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
         proba = self.to_proba(lo)
         return {"proba": proba, "embedding": fe, "both": (proba, fe)}[what]

@@ -2,7 +2,8 @@
 
 A model has ``label_space.num_outputs`` outputs: 1 for a binary task (the logit of the positive class
 ``classes[1]``), C for multiclass (softmax logits) and multilabel (one sigmoid logit per finding).
-Probabilities are always returned as an array N x num_outputs, so a binary model gives N x 1.
+Probabilities are always returned as an array N x num_outputs, so a binary model gives N x 1;
+``class_probabilities`` gives the per-class view (N x C) that predict, explain and timelines show.
 """
 
 from __future__ import annotations
@@ -43,3 +44,15 @@ def num_outputs_of(label_space_or_num_outputs: LabelSpace | int) -> int:
     if n < 1:
         raise ConfigError(f"A model needs at least one output, got {n}.")
     return n
+
+
+def class_probabilities(probs: np.ndarray, label_space: LabelSpace) -> np.ndarray:
+    """Model outputs (N x num_outputs) as one probability per class, N x C: a binary model's N x 1
+    (the positive class) becomes [1 - p, p]; multiclass and multilabel are unchanged. The dtype is kept."""
+    p = np.asarray(probs)
+    if not np.issubdtype(p.dtype, np.floating):
+        p = p.astype(np.float64)
+    if label_space.task is TaskType.BINARY:
+        p = p.reshape(len(p), -1)[:, -1]
+        return np.stack([1.0 - p, p], axis=1)
+    return p

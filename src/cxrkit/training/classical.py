@@ -13,8 +13,8 @@ from cxrkit.core.jsonable import json_text
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.data.table import CxrTable
 from cxrkit.evaluation import choose_thresholds, evaluate_predictions, write_report
-from cxrkit.models import ClassicalBaseline, create_model, embed
-from cxrkit.models.inference import run_batches
+from cxrkit.models import ClassicalBaseline, create_model
+from cxrkit.models.engine import Engine, InferenceOptions, table_loader
 from cxrkit.training.data_prep import prepare_table
 from cxrkit.training.module import headline_auroc
 from cxrkit.training.recipe import Recipe
@@ -24,19 +24,17 @@ PIXEL_SIDE = 32  # the classic tutorials flatten small thumbnails
 
 
 def _features(recipe: Recipe, table: CxrTable) -> np.ndarray:
+    workers = recipe.train.num_workers
     if recipe.model.features == "pixels":
         # Decode at 64 px (mean 0, std 1: raw [0,1] pixels); the baseline area-averages to 32 px.
         prep = Preprocessing(image_size=2 * PIXEL_SIDE, resize=recipe.model.resize, mean=0.0, std=1.0)
-        return run_batches(torch_identity(), table, prep, lambda m, x: x, num_workers=recipe.train.num_workers)
-    model = create_model(recipe.model.embed_arch, 1, weights=recipe.model.weights)
+        batches = [x.numpy() for x, _ in table_loader(table, prep, 64, workers)]
+        return np.concatenate(batches) if batches else np.zeros((0, 0), np.float32)
+    # The head is never used: only the backbone's (pretrained) penultimate features.
+    model = create_model(recipe.model.embed_arch, table.label_space, weights=recipe.model.weights)
     prep = Preprocessing(image_size=recipe.model.image_size, resize=recipe.model.resize)
-    return run_batches(model, table, prep, lambda m, x: embed(m, x), num_workers=recipe.train.num_workers)
-
-
-def torch_identity():
-    import torch
-
-    return torch.nn.Identity()
+    options = InferenceOptions(precision="fp32", batch_size=64, num_workers=workers)
+    return np.asarray(Engine.for_model(model, table.label_space, prep, options=options).run_table(table, "embedding"))
 
 
 def train_classical(recipe: Recipe) -> dict[str, Any]:

@@ -22,8 +22,7 @@ from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.data.table import CxrTable
 from cxrkit.evaluation import evaluate_predictions
 from cxrkit.models.bundle import Bundle
-from cxrkit.models.engine import BF16_AUROC_TOLERANCE, choose_device, native_bf16
-from cxrkit.models.inference import predict_proba
+from cxrkit.models.engine import BF16_AUROC_TOLERANCE, Engine, InferenceOptions, choose_device, native_bf16
 from cxrkit.models.quantize import DECISION_AGREEMENT_MIN, INT8_AUROC_TOLERANCE
 from cxrkit.training.module import headline_auroc
 
@@ -58,6 +57,20 @@ def _compare(
     }
 
 
+def validation_probabilities(
+    model: torch.nn.Module,
+    space: LabelSpace,
+    prep: Preprocessing,
+    val: CxrTable,
+    precision: str = "fp32",
+    tta: str = "none",
+    num_workers: int | None = None,
+) -> np.ndarray:
+    """Probabilities (N x outputs) of a trained model on its validation table, through the inference engine."""
+    options = InferenceOptions(precision=precision, batch_size=64, num_workers=num_workers)
+    return np.asarray(Engine.for_model(model, space, prep, tta=tta, options=options).run_table(val))
+
+
 def bf16_check(
     model: torch.nn.Module,
     space: LabelSpace,
@@ -76,8 +89,8 @@ def bf16_check(
     if not native_bf16(device):
         return {"ok": None, "skipped": f"no native bf16 on the checking machine ({device.type})"}
     if probs_fp32 is None:
-        probs_fp32 = predict_proba(model, space, val, prep, precision="fp32")
-    probs_bf16 = predict_proba(model, space, val, prep, precision="bf16")
+        probs_fp32 = validation_probabilities(model, space, prep, val, precision="fp32")
+    probs_bf16 = validation_probabilities(model, space, prep, val, precision="bf16")
     c = _compare(space, val, probs_fp32, probs_bf16, thresholds)
     ok = c["auroc_delta"] <= tolerance and c["decision_agreement"] >= DECISION_AGREEMENT_MIN
     result = {"ok": bool(ok), "auroc_fp32": c["auroc_fp32"], "auroc_bf16": c.pop("auroc_low"), **c}

@@ -13,12 +13,11 @@ from cxrkit.core.errors import ConfigError
 from cxrkit.evaluation import choose_thresholds, evaluate_predictions, to_jsonable
 from cxrkit.models import load_bundle, resolve_bundle
 from cxrkit.models.bundle import CONFIG_FILE, normalise_thresholds
-from cxrkit.models.inference import predict_proba
 from cxrkit.models.quantize import INT8_FILE
 from cxrkit.models.records import rewrite_bundle
 from cxrkit.models.tta import bundle_tta
 from cxrkit.training.data_prep import validation_split
-from cxrkit.training.precision import bf16_check, int8_check
+from cxrkit.training.precision import bf16_check, int8_check, validation_probabilities
 from cxrkit.training.recipe import DataSpec
 
 log = logging.getLogger(__name__)
@@ -47,14 +46,12 @@ def rethreshold_bundle(
         )
     val = validation_split(DataSpec(**recipe["data"]), bundle.split_record())
     tta = bundle_tta(bundle.extra)
-    probs = predict_proba(bundle.model, bundle.label_space, val, bundle.preprocessing, tta=tta)
-    # The reduced-precision checks compare one forward pass with one: without test-time augmentation.
-    plain = predict_proba(bundle.model, bundle.label_space, val, bundle.preprocessing) if tta else probs
-    thresholds = choose_thresholds(
-        bundle.label_space, val.labels, probs, method=method, target_sensitivity=target_sensitivity
-    )
-    decisions = normalise_thresholds(thresholds or None, bundle.label_space)
     space, prep = bundle.label_space, bundle.preprocessing
+    probs = validation_probabilities(bundle.model, space, prep, val, tta=tta)
+    # The reduced-precision checks compare one forward pass with one: without test-time augmentation.
+    plain = validation_probabilities(bundle.model, space, prep, val) if tta != "none" else probs
+    thresholds = choose_thresholds(space, val.labels, probs, method=method, target_sensitivity=target_sensitivity)
+    decisions = normalise_thresholds(thresholds or None, space)
     tmp = Path(tempfile.mkdtemp(prefix="cxrkit-int8-"))
     precision_check = {
         "bf16": bf16_check(bundle.model, space, val, prep, plain, thresholds=decisions),

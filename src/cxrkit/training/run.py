@@ -27,12 +27,11 @@ from cxrkit.data.table import CxrTable
 from cxrkit.evaluation import choose_thresholds, evaluate_predictions, learning_curve_plot, write_report
 from cxrkit.models import create_model, get_model_info, save_bundle
 from cxrkit.models.bundle import normalise_thresholds
-from cxrkit.models.inference import predict_proba
 from cxrkit.training.callbacks import EpochLog
 from cxrkit.training.data_prep import data_summary, intended_input, prepare_table
 from cxrkit.training.datamodule import CxrDataModule
 from cxrkit.training.module import CxrClassifier, headline_auroc
-from cxrkit.training.precision import bf16_check
+from cxrkit.training.precision import bf16_check, validation_probabilities
 from cxrkit.training.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -280,8 +279,8 @@ def _finish(
         learning_curve_plot(out / "metrics.csv", out / "learning_curve.png", best_epoch=best_epoch)
     probs: np.ndarray | None = None
     if fixed is None:
-        probs = predict_proba(
-            model, space, val, prep, batch_size=64, num_workers=recipe.train.num_workers, tta=recipe.model.tta
+        probs = validation_probabilities(
+            model, space, prep, val, tta=recipe.model.tta, num_workers=recipe.train.num_workers
         )
         thresholds = thresholds_or_default(recipe, space, val.labels, probs)
         result = evaluate_predictions(space, val.labels, probs, thresholds=thresholds or None, n_boot=1000)
@@ -290,7 +289,7 @@ def _finish(
         metrics = {"validation": val_metrics}
         decisions = normalise_thresholds(thresholds or None, space)
         # The check compares one forward pass with one: fp32 probabilities without test-time augmentation.
-        plain = None if recipe.model.tta else probs
+        plain = probs if recipe.model.tta == "none" else None
         precision_check = {"bf16": bf16_check(model, space, val, prep, probs_fp32=plain, thresholds=decisions)}
     else:
         thresholds, metrics = fixed.thresholds, fixed.metrics
