@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cxrkit.core.errors import BundleError, ConfigError
+from cxrkit.core.errors import BundleError, ConfigError, ImageDecodeError
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.data.table import CxrTable
@@ -103,6 +104,36 @@ def test_run_table_with_decode_workers(tmp_path):
     np.testing.assert_allclose(e0, e1, atol=1e-5)
     empty = serial.run_table(table.subset(np.zeros(10, bool)), "proba")
     assert empty.shape == (0, 1)
+
+
+def test_run_table_names_an_unreadable_image_skips_it_and_reports_progress(tmp_path, caplog):
+    bundle = _bundle(tmp_path / "b")
+    table = _table(tmp_path, n=6)
+    bad = tmp_path / "img4.png"
+    bad.write_bytes(b"not an image")
+    engine = Engine(bundle, InferenceOptions(precision="fp32", num_workers=2, batch_size=2))
+    with pytest.raises(ImageDecodeError, match=r"img4\.png") as err:  # the message, not a worker's traceback
+        engine.run_table(table)
+    assert "Traceback" not in str(err.value)
+    skipped: list = []
+    with caplog.at_level(logging.INFO, logger="cxrkit.models.engine"):
+        probs = engine.run_table(table, skipped=skipped, progress=True)
+    assert probs.shape == (5, 1) and [s["row"] for s in skipped] == [4]
+    assert any("inference: 6/6 img" in r.getMessage() for r in caplog.records)  # a log line off a terminal
+
+
+def test_for_model_runs_a_model_that_is_not_saved(tmp_path):
+    bundle = _bundle(tmp_path / "b")
+    table = _table(tmp_path, n=4)
+    engine = Engine.for_model(bundle.model, bundle.label_space, bundle.preprocessing, tta="hflip")
+    assert engine.bundle is None and engine.precision == "fp32" and engine.tta == "hflip"
+    want = Engine(bundle, InferenceOptions(precision="fp32")).run_table(table)
+    flipped = Engine(bundle, InferenceOptions(precision="fp32"))
+    assert not np.allclose(engine.run_table(table), want)  # the flip is averaged in
+    flipped.tta = "hflip"
+    np.testing.assert_allclose(engine.run_table(table), flipped.run_table(table), atol=1e-6)
+    with pytest.raises(ConfigError, match="saved bundles"):
+        Engine.for_model(bundle.model, bundle.label_space, bundle.preprocessing, options=InferenceOptions(backend="onnx"))
 
 
 @pytest.mark.parametrize("arch", ["tiny_cnn", "efficientnet_lite0"])
