@@ -133,7 +133,9 @@ def test_for_model_runs_a_model_that_is_not_saved(tmp_path):
     flipped.tta = "hflip"
     np.testing.assert_allclose(engine.run_table(table), flipped.run_table(table), atol=1e-6)
     with pytest.raises(ConfigError, match="saved bundles"):
-        Engine.for_model(bundle.model, bundle.label_space, bundle.preprocessing, options=InferenceOptions(backend="onnx"))
+        Engine.for_model(
+            bundle.model, bundle.label_space, bundle.preprocessing, options=InferenceOptions(backend="onnx")
+        )
 
 
 @pytest.mark.parametrize("arch", ["tiny_cnn", "efficientnet_lite0"])
