@@ -37,6 +37,14 @@ PrecisionOpt = Annotated[
         "--precision", help="auto (bf16 where the CPU/GPU has it natively and the model passed its check), fp32, bf16."
     ),
 ]
+CompileOpt = Annotated[
+    bool,
+    typer.Option(
+        "--compile",
+        help="torch.compile the model first (torch backend; CUDA graphs for small batches on a GPU): pays off "
+        "over many images, costs a compilation up front.",
+    ),
+]
 
 
 # Libraries whose INFO lines are noise to a cxr user: faiss's CPU-feature probing ("Loading faiss with

@@ -9,6 +9,7 @@ import typer
 
 from cxrkit.commands.common import (
     BackendOpt,
+    CompileOpt,
     DefaultModelOpt,
     PrecisionOpt,
     friendly_errors,
@@ -111,6 +112,7 @@ def predict_cmd(
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
     backend: BackendOpt = "torch",
     precision: PrecisionOpt = "auto",
+    compile_: CompileOpt = False,
     strict: StrictOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -121,9 +123,8 @@ def predict_cmd(
     from cxrkit.serving.predictor import Predictor
 
     setup_logging(quiet or as_json)
-    predictor = Predictor.load(
-        model or default_bundle(), InferenceOptions(backend=backend, precision=precision, batch_size=batch_size)
-    )
+    options = InferenceOptions(backend=backend, precision=precision, batch_size=batch_size, compile=compile_)
+    predictor = Predictor.load(model or default_bundle(), options)
     skipped: list[dict[str, str]] = []
     results = predictor.predict_paths(images, batch_size=batch_size, skipped=skipped)
     if as_json:
@@ -150,6 +151,7 @@ def evaluate_cmd(
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
     backend: BackendOpt = "torch",
     precision: PrecisionOpt = "auto",
+    compile_: CompileOpt = False,
     strict: StrictOpt = False,
     by: Annotated[
         list[str] | None,
@@ -175,7 +177,7 @@ def evaluate_cmd(
         label_map=label_map or [],
         out=out,
         n_boot=n_boot,
-        inference=InferenceOptions(backend=backend, precision=precision, batch_size=batch_size),
+        inference=InferenceOptions(backend=backend, precision=precision, batch_size=batch_size, compile=compile_),
         by=by or [],
         record=record,
     )
