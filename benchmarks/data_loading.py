@@ -5,10 +5,13 @@
 
 Both loaders are the ones training uses (``CxrImageDataset``, batch 32, shuffled, ``--workers`` worker
 processes), over the same ``--n`` images: one reads the files (PNG/JPEG decode every epoch), the other a
-cache built from them at ``--cache-size`` px. Two transforms: ``plain`` (resize + normalise: inference,
-and training with ``augment.on: device``, where the GPU augments) and ``augmented`` (the CPU training
-transform). Each figure is the best of ``--epochs`` passes (the first also pays worker start-up), beside
-the CPU time per image (one process, ``time.process_time``), which a busy shared machine does not skew.
+cache built from them at ``--cache-size`` px, read chunk by chunk as training reads it (``shards``:
+``ChunkOrderedSampler``) and in a fully random order (``shards_random``: ``DataLoader(shuffle=True)``).
+Two transforms: ``plain`` (resize + normalise: inference, and training with ``augment.on: device``,
+where the GPU augments) and ``augmented`` (the CPU training transform). Each figure is the best of
+``--epochs`` passes (the first also pays worker start-up; the workers persist between epochs, as in
+training's loaders), beside the CPU time per image (one process, ``time.process_time``), which a busy
+shared machine does not skew.
 ``--resave PX`` first re-encodes the images at PX px (longer side; ``--resave-format png|jpeg``), e.g. 1024 as
 NIH ChestX-ray14's PNGs are (the shared copies are downsized). ``--compare-webdataset`` also reads the same
 uint8 arrays from WebDataset tar shards (the alternative to LitData), for the choice of format.
@@ -30,6 +33,7 @@ from torch.utils.data import DataLoader
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.data import load_dataset
 from cxrkit.data.cache import build_cache
+from cxrkit.data.shard_order import ChunkOrderedSampler, shard_chunks
 from cxrkit.data.torch_dataset import CxrImageDataset
 from cxrkit.data.transforms import Augmentation, ImageTransform
 
@@ -108,7 +112,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--cache-size", type=int, default=256)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--compare-webdataset", action="store_true")
     ap.add_argument("--resave", type=int, default=0, help="re-encode the images at this size first (0: as they are)")
     ap.add_argument("--resave-format", default="png", choices=("png", "jpeg"))
@@ -134,11 +138,17 @@ def main() -> None:
         result["cache_size_px"] = info["size"]
         cached = load_dataset(Path(tmp) / "cache")
         for tname, transform in transforms.items():
-            for name, t in (("files", table), ("shards", cached)):
+            for name, t in (("files", table), ("shards", cached), ("shards_random", cached)):
                 ds = CxrImageDataset(t, transform)
-                loader = DataLoader(ds, batch_size=32, shuffle=True, num_workers=args.workers)
+                # as training samples: shards chunk by chunk (ChunkOrderedSampler), files at random
+                chunks = shard_chunks(ds.paths) if name == "shards" else None
+                sampler = None if chunks is None else ChunkOrderedSampler(chunks)
+                loader = DataLoader(  # persistent workers, as training's: an epoch does not restart them
+                    ds, 32, shuffle=sampler is None, sampler=sampler, num_workers=args.workers, persistent_workers=True
+                )
                 result[f"{tname}_{name}_img_s"] = best_rate(loader, len(t), args.epochs)
-                result[f"{tname}_{name}_cpu_ms_per_image"] = cpu_ms_per_image(ds)
+                if name != "shards_random":
+                    result[f"{tname}_{name}_cpu_ms_per_image"] = cpu_ms_per_image(ds)
             if args.compare_webdataset:
                 result[f"{tname}_webdataset_img_s"] = webdataset_rate(cached, Path(tmp) / tname, transform, args)
             result[f"{tname}_shards_vs_files"] = round(

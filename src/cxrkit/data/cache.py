@@ -15,11 +15,15 @@ unchanged and the model's own resize policy (squash/letterbox) and augmentation 
 ``s3://bucket/prefix`` caches are streamed by LitData (chunks fetched on demand into a local cache).
 
 Why LitData and not WebDataset: cxrkit samples rows by index (class balancing, patient splits, DDP's
-sampler), which LitData serves by random access into its chunks, locally or from object storage;
-WebDataset tar shards only stream in order (a shuffle buffer instead of a sampler). Measured
-(``benchmarks/data_loading.py --compare-webdataset``, same uint8 arrays, 2 workers): WebDataset's
-in-order reads were faster still (168 vs 67 img/s without augmentation), but both are several times
-the files' speed, and only LitData keeps the exact samplers and DDP split without a new pipeline.
+sampler) and evaluates arbitrary splits of a cache. LitData serves both an item by index (its chunks are
+memory-mapped) and chunk-ordered reads: training shuffles chunk by chunk (``ChunkOrderedSampler`` in
+``cxrkit.data.shard_order``: exact per-epoch row sets and DDP split, blocked order), so from object
+storage it fetches each chunk once per epoch, as a WebDataset tar stream would. WebDataset offers only
+the in-order stream (a shuffle buffer instead of a sampler), and was no faster in the same loader
+(docs/PERFORMANCE.md, ``benchmarks/data_loading.py --compare-webdataset``). One LitData setting
+matters: its default ``batch_decode="auto"`` deserialises a window of 256 items around each item read (made
+for in-order iteration), so a shuffled ``dataset[i]`` cost 256 copies: 150 items/s against 22k in order
+(2,000-image local cache). With ``batch_decode=0`` (below) it reads 29k items/s at random.
 """
 
 from __future__ import annotations
@@ -81,7 +85,9 @@ def build_cache(table: CxrTable, out: str | Path, size: int = 256, workers: int 
         raise DataFormatError("The dataset has no images to cache.")
     out = Path(out)
     workers = max(1, min(workers or os.cpu_count() or 1, len(table)))
-    inputs = [(i, str(p)) for i, p in enumerate(table.frame["path"])]
+    # A seeded random order, so every chunk is a random sample (classes, sources) for chunk-ordered reads.
+    perm = np.random.default_rng(0).permutation(len(table))
+    inputs = [(int(i), str(table.frame["path"].iloc[i])) for i in perm]
     # LitData reports progress on stdout: keep stdout for the command's JSON.
     with atomic_dir(out) as tmp, contextlib.redirect_stdout(sys.stderr):
         optimize(
@@ -131,11 +137,13 @@ def _download_table(uri: str) -> Path:
 def _shards(root: str, pid: int) -> Any:  # pid: each DataLoader worker opens its own reader
     from litdata import StreamingDataset
 
+    # batch_decode=0: deserialise only the item asked for. LitData's "auto" decodes a window of 256 items
+    # around it (made for reading in order), so a shuffled read cost 256 copies: 150 vs 29k items/s.
     if root.startswith(REMOTE):
-        return StreamingDataset(f"{root}/{SHARDS}", cache_dir=tempfile.mkdtemp(prefix="cxrkit-shards-"))
+        return StreamingDataset(f"{root}/{SHARDS}", cache_dir=tempfile.mkdtemp(prefix="cxrkit-shards-"), batch_decode=0)
     if not (Path(root) / MARKER).is_file():
         raise DataFormatError(f"{root}: not a cxrkit cache (no {MARKER}). Fix: build it with cxr data cache.")
-    return StreamingDataset(str(Path(root) / SHARDS))
+    return StreamingDataset(str(Path(root) / SHARDS), batch_decode=0)
 
 
 def load_cached_image(ref: str) -> np.ndarray:

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from cxrkit.core.preprocess import Preprocessing
+from cxrkit.data.shard_order import ChunkOrderedSampler, shard_chunks
 from cxrkit.data.table import CxrTable
 from cxrkit.data.torch_dataset import CxrImageDataset
 from cxrkit.data.transforms import Augmentation, ImageTransform
@@ -75,15 +76,20 @@ class CxrDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         ds = CxrImageDataset(self.train_table, ImageTransform(self.prep, self.augmentation))
-        sampler = None
+        w = None
         if self.balanced_sampler or self.source_column:
-            w = torch.as_tensor(
+            w = (
                 source_balanced_weights(self.train_table, self.source_column)
                 if self.source_column
                 else balanced_sample_weights(self.train_table)
             )
+        chunks = shard_chunks(ds.paths)
+        if chunks is not None:  # rows of a dataset cache: read its chunks in order (data/shard_order.py)
+            return self._loader(ds, shuffle=True, sampler=ChunkOrderedSampler(chunks, w, seed=self.seed))
+        sampler = None
+        if w is not None:
             g = torch.Generator().manual_seed(self.seed)
-            sampler = WeightedRandomSampler(w, num_samples=len(ds), replacement=True, generator=g)
+            sampler = WeightedRandomSampler(torch.as_tensor(w), num_samples=len(ds), replacement=True, generator=g)
         return self._loader(ds, shuffle=True, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
