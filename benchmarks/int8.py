@@ -3,7 +3,7 @@
     PYTHONPATH=src .venv/bin/python benchmarks/int8.py --model pneumonia \
         --data ../shared/data/kaggle-pneumonia/train [--size 224 --batch 32 --rounds 5]
 
-- Accuracy: ``int8_check`` as ``cxr threshold`` runs it, at the bundle's own size: calibrated on (up to
+- Accuracy: ``run_int8_check`` as ``cxr threshold`` runs it, at the bundle's own size: calibrated on (up to
   256 images of) the validation split, then every validation image through INT8 and fp32; validation
   AUROC within 0.005 and >= 99% of images with the same findings at the bundle's thresholds.
 - Speed, in the same run: images/s at ``--size`` px, batch ``--batch``, of the fp32 export and of the
@@ -41,7 +41,7 @@ def main() -> None:
     from cxrkit.models.onnx_export import OnnxRunner, export_onnx
     from cxrkit.models.quantize import calibration_batches, quantize_onnx
     from cxrkit.training.data_prep import validation_split
-    from cxrkit.training.precision import int8_check
+    from cxrkit.training.precision import run_int8_check
     from cxrkit.training.recipe import DataSpec
 
     bundle = load_bundle(args.model)
@@ -53,7 +53,7 @@ def main() -> None:
     probs = Engine(bundle, InferenceOptions(precision="fp32")).run_table(val)
     thresholds = normalise_thresholds(bundle.thresholds or None, bundle.label_space)
     with tempfile.TemporaryDirectory() as tmp:
-        check = int8_check(bundle, val, probs, thresholds=thresholds, out=str(Path(tmp) / "int8.onnx"))
+        check = run_int8_check(bundle, val, probs, thresholds=thresholds, out=str(Path(tmp) / "int8.onnx"))
         check["seconds"] = round(time.perf_counter() - t0, 1)
         fp32, int8 = Path(tmp) / f"fp32-{args.size}.onnx", Path(tmp) / f"int8-{args.size}.onnx"
         export_onnx(bundle, fp32, image_size=args.size)
@@ -77,7 +77,7 @@ def main() -> None:
         "model": args.model,
         "speed": {"size": args.size, "batch": len(x), **{k: round(v, 1) for k, v in best.items()}},
         "speedup_int8_vs_fp32": round(best["onnx_int8"] / best["onnx_fp32"], 2),
-        "int8_check": check,
+        "run_int8_check": check,
     }
     print(json.dumps(result, indent=2))
 

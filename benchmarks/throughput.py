@@ -49,7 +49,7 @@ def percentiles(times_s: list[float]) -> dict[str, float]:
 
 def bundle_throughput(name: str, size: int, batch: int, batches: int) -> dict[str, Any]:
     from cxrkit.models import load_bundle, resolve_bundle
-    from cxrkit.models.engine import Engine, InferenceOptions, bf16_check
+    from cxrkit.models.engine import Engine, InferenceOptions, recorded_bf16_check
     from cxrkit.models.onnx_export import OnnxRunner, export_onnx
 
     bundle = load_bundle(resolve_bundle(name))
@@ -65,7 +65,7 @@ def bundle_throughput(name: str, size: int, batch: int, batches: int) -> dict[st
         out[f"{label}_img_s"] = images_per_second(eng.probabilities, x, batches)
         if label == "auto":
             out["auto_precision"] = eng.precision
-    out["bf16_check"] = bf16_check(bundle)
+    out["bf16_check"] = recorded_bf16_check(bundle)
     return out
 
 

@@ -27,11 +27,11 @@ from sklearn.metrics import roc_auc_score
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.core.task import LabelSpace
 from cxrkit.data import load_datasets
-from cxrkit.evaluation import choose_thresholds, evaluate_predictions
+from cxrkit.evaluation import choose_thresholds, evaluate_predictions, without_curves
 from cxrkit.models import create_model, save_bundle
 from cxrkit.models.engine import Engine, InferenceOptions
 from cxrkit.training.data_prep import data_summary, prepare_table
-from cxrkit.training.precision import bf16_check
+from cxrkit.training.precision import run_bf16_check
 from cxrkit.training.recipe import load_recipe
 
 # ImageNet features held up better out of source than the Kaggle-trained `pneumonia` network's
@@ -120,8 +120,8 @@ def build(name: str, recipe_path: str, size: int, out_root: Path, backbone: str 
         model.get_classifier().weight.copy_(torch.from_numpy(W))
         model.get_classifier().bias.copy_(torch.from_numpy(B))
     prep = Preprocessing(image_size=size, resize="squash", mean=0.5, std=0.5)
-    metrics = {k: v for k, v in result.items() if k not in ("calibration", "accuracy_vs_threshold")}
-    check = bf16_check(model, space, val, prep, probs_fp32=p_val)
+    metrics = without_curves(result)
+    check = run_bf16_check(model, space, val, prep, probs_fp32=p_val)
     save_bundle(
         out_root.parent / f"{name}_linear" / "bundle",
         model,

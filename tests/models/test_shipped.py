@@ -40,10 +40,9 @@ def test_shipped_bundle_loads_by_name_and_is_small(name):
 @pytest.mark.real_data
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_bundle_reproduces_validation_auroc(name, shared_data, monkeypatch):
-    from cxrkit.evaluation import evaluate_predictions
+    from cxrkit.evaluation import evaluate_predictions, headline_auroc
     from cxrkit.models.engine import Engine, InferenceOptions
     from cxrkit.training.data_prep import validation_split
-    from cxrkit.training.module import headline_auroc
     from cxrkit.training.recipe import DataSpec
 
     bundle = load_bundle(resolve_bundle(name))

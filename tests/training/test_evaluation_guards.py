@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from cxrkit.cli import app
 from cxrkit.core.errors import DataFormatError
 from cxrkit.data import load_dataset
+from cxrkit.evaluation.run import evaluate_model
 from cxrkit.models import load_bundle
 from cxrkit.models.records import IMAGES_FILE
-from cxrkit.serving.evaluate import evaluate_model
 from cxrkit.training.data_prep import prepare_table, validation_split
 from cxrkit.training.recipe import DataSpec
 from tests.conftest import make_learnable_folder
@@ -106,7 +106,7 @@ def test_classes_that_do_not_fit_fail_before_inference(trained, learnable, tmp_p
     def no_inference(*args, **kwargs):
         raise AssertionError("inference ran before the class check")
 
-    monkeypatch.setattr("cxrkit.serving.evaluate.Engine.run_table", no_inference)
+    monkeypatch.setattr("cxrkit.evaluation.run.Engine.run_table", no_inference)
     with pytest.raises(DataFormatError) as err:
         evaluate_model(out / "bundle", [str(data)], n_boot=0)
     msg = str(err.value)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from cxrkit.data import VOCABULARY, load_datasets, source_folds
+from cxrkit.evaluation.run import evaluate_model
 from cxrkit.models import load_bundle
-from cxrkit.serving.evaluate import evaluate_model
 from cxrkit.training.recipe import load_recipe
 from cxrkit.training.run import train_from_recipe
 from tests.conftest import make_learnable_folder

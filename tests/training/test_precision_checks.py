@@ -18,7 +18,7 @@ from cxrkit.models import create_model, load_bundle, save_bundle
 from cxrkit.models.card import render_model_card
 from cxrkit.models.engine import Engine, InferenceOptions
 from cxrkit.models.quantize import INT8_FILE
-from cxrkit.training.precision import _compare, decision_agreement, int8_check
+from cxrkit.training.precision import _compare, decision_agreement, run_int8_check
 
 BINARY = LabelSpace(TaskType.BINARY, ("normal", "pneumonia"))
 MULTI = LabelSpace(TaskType.MULTILABEL, ("effusion", "nodule"))
@@ -67,7 +67,7 @@ def test_int8_check_quantizes_compares_and_the_engine_honours_it(tmp_path):
     with pytest.raises(ConfigError, match="no INT8 check"):
         Engine(bundle, InferenceOptions(backend="onnx-int8"))
     out = tmp_path / INT8_FILE
-    check = int8_check(bundle, val, probs, thresholds={"pneumonia": 0.5}, out=str(out), tolerance=1.0)
+    check = run_int8_check(bundle, val, probs, thresholds={"pneumonia": 0.5}, out=str(out), tolerance=1.0)
     assert check["ok"] is (check["decision_agreement"] >= 0.99), check
     assert {"auroc_fp32", "auroc_int8", "auroc_delta", "decision_agreement", "n"} <= set(check)
     bundle.extra["precision_check"] = {"int8": {**check, "ok": True}}

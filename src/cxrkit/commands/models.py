@@ -165,9 +165,9 @@ def evaluate_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate a model on labelled data at its stored threshold(s), with bootstrap CIs."""
+    from cxrkit.evaluation.run import evaluate_model
     from cxrkit.models.bundle import default_bundle
     from cxrkit.models.engine import InferenceOptions
-    from cxrkit.serving.evaluate import evaluate_model
 
     setup_logging(quiet or as_json)
     result = evaluate_model(

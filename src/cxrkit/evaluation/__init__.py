@@ -16,7 +16,6 @@ from cxrkit.evaluation.calibration import (
     expected_calibration_error,
     reliability_data,
 )
-from cxrkit.evaluation.evaluate import evaluate_predictions
 from cxrkit.evaluation.metrics import (
     THRESHOLD_METRICS,
     accuracy_vs_threshold,
@@ -37,6 +36,7 @@ from cxrkit.evaluation.plots import (
     reliability_plot,
     roc_curve_plot,
 )
+from cxrkit.evaluation.predictions import evaluate_predictions
 from cxrkit.evaluation.report import write_report
 from cxrkit.evaluation.thresholds import (
     choose_thresholds,
@@ -44,8 +44,13 @@ from cxrkit.evaluation.thresholds import (
     youden_band_threshold,
     youden_threshold,
 )
+from cxrkit.evaluation.validation import Validation, headline_auroc, validate, without_curves
 
 __all__ = [
+    "Validation",
+    "headline_auroc",
+    "validate",
+    "without_curves",
     "THRESHOLD_METRICS",
     "accuracy_threshold_plot",
     "accuracy_vs_threshold",

@@ -220,7 +220,7 @@ def write_report(
     """Write ``metrics.json``, the plots, ``report.md`` and ``report.html`` into ``out_dir``, each file atomically.
 
     Args:
-        result: the dict from :func:`cxrkit.evaluation.evaluate.evaluate_predictions`.
+        result: the dict from :func:`cxrkit.evaluation.predictions.evaluate_predictions`.
         out_dir: directory to write into (created if needed).
         y_true: the label matrix the result was computed on (for the curves).
         probs: the probabilities the result was computed on.

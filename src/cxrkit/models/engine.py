@@ -117,7 +117,7 @@ def table_loader(
     )
 
 
-def bf16_check(bundle: Bundle) -> dict[str, Any] | None:
+def recorded_bf16_check(bundle: Bundle) -> dict[str, Any] | None:
     """The bundle's recorded bf16-vs-fp32 validation check, if any."""
     return (bundle.extra.get("precision_check") or {}).get("bf16")
 
@@ -224,7 +224,7 @@ class Engine:
             if not native_bf16(self.device):
                 log.warning("bf16 requested but %s has no native bf16: it will be emulated (slow).", self.device)
             return "bf16"
-        check = bf16_check(self.bundle) if self.bundle is not None else None
+        check = recorded_bf16_check(self.bundle) if self.bundle is not None else None
         if native_bf16(self.device) and check and check.get("ok"):
             return "bf16"
         return "fp32"

@@ -6,7 +6,7 @@ format so ONNX Runtime fuses them into integer kernels: VNNI/AMX where the CPU h
 carries the weights' sha256 like every export, so it is never paired with another model.
 
 Whether the engine may use it (``--backend onnx-int8``) is decided by the accuracy check in
-``cxrkit.training.precision.int8_check``: validation AUROC within ``INT8_AUROC_TOLERANCE`` of fp32 and
+``cxrkit.training.precision.run_int8_check``: validation AUROC within ``INT8_AUROC_TOLERANCE`` of fp32 and
 at least ``DECISION_AGREEMENT_MIN`` of the images with the same findings at the bundle's thresholds.
 """
 

@@ -14,7 +14,6 @@ Public API::
 
 from cxrkit.search.embeddings import embed_paths, embed_table, l2_normalise
 from cxrkit.search.errors import IndexFormatError, ModelMismatchError
-from cxrkit.search.evaluate import evaluate_index
 from cxrkit.search.grid import similar_cases_grid
 from cxrkit.search.index import (
     CaseIndex,
@@ -27,6 +26,7 @@ from cxrkit.search.index import (
     resolve_index_model,
     work_dir_for,
 )
+from cxrkit.search.quality import evaluate_index
 from cxrkit.search.timeline import (
     DRIFT_RULE_TOLERANCE,
     SEVERITY_RULE,

@@ -12,11 +12,10 @@ from cxrkit.core.files import atomic_write_text
 from cxrkit.core.jsonable import json_text
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.data.table import CxrTable
-from cxrkit.evaluation import choose_thresholds, evaluate_predictions, write_report
+from cxrkit.evaluation import headline_auroc, validate
 from cxrkit.models import ClassicalBaseline, create_model
 from cxrkit.models.engine import Engine, InferenceOptions, table_loader
 from cxrkit.training.data_prep import prepare_table
-from cxrkit.training.module import headline_auroc
 from cxrkit.training.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -50,11 +49,10 @@ def train_classical(recipe: Recipe) -> dict[str, Any]:
     probs = baseline.predict_proba(x_val)
     seconds = time.perf_counter() - started
     space = table.label_space
-    thresholds = choose_thresholds(
-        space, val.labels, probs, method=recipe.threshold.method, target_sensitivity=recipe.threshold.target_sensitivity
-    )
-    result = evaluate_predictions(space, val.labels, probs, thresholds=thresholds or None, n_boot=1000)
-    write_report(result, out / "val_report", val.labels, probs, space, title=f"{recipe.name}: validation split")
+    t = recipe.threshold
+    checked = validate(space, val.labels, probs, t.method, t.target_sensitivity, report=out / "val_report",
+                       title=f"{recipe.name}: validation split")  # fmt: skip
+    thresholds, result = checked.thresholds, checked.result
     baseline.save(out / "baseline")
     summary = {
         "name": recipe.name,

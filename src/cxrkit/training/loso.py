@@ -32,11 +32,10 @@ from cxrkit.core.files import atomic_write_text
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.data.splits import source_folds
 from cxrkit.data.table import CxrTable
-from cxrkit.evaluation import evaluate_predictions, to_jsonable, write_report
+from cxrkit.evaluation import evaluate_predictions, headline_auroc, to_jsonable
 from cxrkit.training.data_prep import fold_table, prepare_table
-from cxrkit.training.module import headline_auroc
 from cxrkit.training.recipe import Recipe
-from cxrkit.training.run import FixedOutcome, fit_table, thresholds_or_default
+from cxrkit.training.run import FixedOutcome, fit_table, validate_recipe
 
 log = logging.getLogger(__name__)
 FOLD_KEYS = ("n", "n_positive", "auroc", "macro_auroc", "mean_auroc", "accuracy", "sensitivity", "specificity")
@@ -68,9 +67,8 @@ def train_loso(recipe: Recipe, progress: bool = True, resume: bool = False) -> d
         runs.append((fold, summary, str(fold_recipe.out_dir), fold_recipe.train.monitor))
     covered = np.concatenate([f.val_index for f in folds])
     labels, probs = table.labels[covered], oof[covered]
-    thresholds = thresholds_or_default(recipe, space, labels, probs)
-    pooled = evaluate_predictions(space, labels, probs, thresholds=thresholds or None, n_boot=1000)
-    write_report(pooled, out / "loso_report", labels, probs, space, title=f"{recipe.name}: leave-one-source-out")
+    checked = validate_recipe(recipe, space, labels, probs, report=out / "loso_report", title="leave-one-source-out")
+    thresholds, pooled_headline = checked.thresholds, checked.metrics
     per_source = {
         fold.held_out: {
             **_fold_metrics(space, table.labels[fold.val_index], oof[fold.val_index], thresholds),
@@ -81,7 +79,6 @@ def train_loso(recipe: Recipe, progress: bool = True, resume: bool = False) -> d
         }
         for fold, summary, run_dir, monitor in runs
     }
-    pooled_headline = {k: v for k, v in pooled.items() if k not in ("calibration", "accuracy_vs_threshold")}
     summary = {
         "name": recipe.name,
         "validation": "leave-one-source-out",

@@ -12,19 +12,13 @@ import torch
 from timm.utils import ModelEmaV3
 
 from cxrkit.core.task import LabelSpace, TaskType, label_targets
-from cxrkit.evaluation import evaluate_predictions
+from cxrkit.evaluation import evaluate_predictions, headline_auroc
 from cxrkit.models.heads import logits_to_proba
 from cxrkit.models.tta import tta_mean
 from cxrkit.training.losses import TaskLoss, distillation_loss, mix_batch
 from cxrkit.training.recipe import TrainSpec
 
 log = logging.getLogger(__name__)
-
-
-def headline_auroc(result: dict[str, Any]) -> float:
-    """The one AUROC a task reports: binary auroc, multiclass macro, multilabel mean."""
-    value = result.get("auroc", result.get("macro_auroc", result.get("mean_auroc")))
-    return float("nan") if value is None else float(value)
 
 
 def accuracy_of(label_space: LabelSpace, labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> float:

@@ -20,11 +20,10 @@ import torch
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.data.table import CxrTable
-from cxrkit.evaluation import evaluate_predictions
+from cxrkit.evaluation import evaluate_predictions, headline_auroc
 from cxrkit.models.bundle import Bundle
 from cxrkit.models.engine import BF16_AUROC_TOLERANCE, Engine, InferenceOptions, choose_device, native_bf16
 from cxrkit.models.quantize import DECISION_AGREEMENT_MIN, INT8_AUROC_TOLERANCE
-from cxrkit.training.module import headline_auroc
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ def validation_probabilities(
     return np.asarray(Engine.for_model(model, space, prep, tta=tta, options=options).run_table(val))
 
 
-def bf16_check(
+def run_bf16_check(
     model: torch.nn.Module,
     space: LabelSpace,
     val: CxrTable,
@@ -100,7 +99,7 @@ def bf16_check(
     return result
 
 
-def int8_check(
+def run_int8_check(
     bundle: Bundle,
     val: CxrTable,
     probs_fp32: np.ndarray,

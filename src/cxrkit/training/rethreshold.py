@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from cxrkit.core.errors import ConfigError
-from cxrkit.evaluation import choose_thresholds, evaluate_predictions, to_jsonable
+from cxrkit.evaluation import to_jsonable, validate
 from cxrkit.models import load_bundle, resolve_bundle
 from cxrkit.models.bundle import CONFIG_FILE, normalise_thresholds
 from cxrkit.models.quantize import INT8_FILE
 from cxrkit.models.records import rewrite_bundle
 from cxrkit.models.tta import bundle_tta
 from cxrkit.training.data_prep import validation_split
-from cxrkit.training.precision import bf16_check, int8_check, validation_probabilities
+from cxrkit.training.precision import run_bf16_check, run_int8_check, validation_probabilities
 from cxrkit.training.recipe import DataSpec
 
 log = logging.getLogger(__name__)
@@ -50,16 +50,15 @@ def rethreshold_bundle(
     probs = validation_probabilities(bundle.model, space, prep, val, tta=tta)
     # The reduced-precision checks compare one forward pass with one: without test-time augmentation.
     plain = validation_probabilities(bundle.model, space, prep, val) if tta != "none" else probs
-    thresholds = choose_thresholds(space, val.labels, probs, method=method, target_sensitivity=target_sensitivity)
+    checked = validate(space, val.labels, probs, method, target_sensitivity)
+    thresholds, val_metrics = checked.thresholds, checked.metrics
     decisions = normalise_thresholds(thresholds or None, space)
     tmp = Path(tempfile.mkdtemp(prefix="cxrkit-int8-"))
     precision_check = {
-        "bf16": bf16_check(bundle.model, space, val, prep, plain, thresholds=decisions),
-        "int8": int8_check(bundle, val, plain, thresholds=decisions, out=str(tmp / INT8_FILE)),
+        "bf16": run_bf16_check(bundle.model, space, val, prep, plain, thresholds=decisions),
+        "int8": run_int8_check(bundle, val, plain, thresholds=decisions, out=str(tmp / INT8_FILE)),
     }
     int8_file = tmp / INT8_FILE if precision_check["int8"].get("ok") else None
-    result = evaluate_predictions(bundle.label_space, val.labels, probs, thresholds=thresholds or None, n_boot=1000)
-    val_metrics = {k: v for k, v in result.items() if k not in ("calibration", "accuracy_vs_threshold")}
     recipe["threshold"] = {"method": method, "target_sensitivity": target_sensitivity}
     dest = Path(out or bundle.path)
     config = json.loads((bundle.path / CONFIG_FILE).read_text())

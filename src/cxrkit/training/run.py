@@ -15,7 +15,6 @@ import lightning as L
 import numpy as np
 import torch
 
-from cxrkit.core.errors import DataFormatError
 from cxrkit.core.files import atomic_write_text
 from cxrkit.core.jsonable import json_text
 from cxrkit.core.preprocess import Preprocessing
@@ -24,14 +23,14 @@ from cxrkit.data import class_weights
 from cxrkit.data.augment import Augmentation, BatchAugment
 from cxrkit.data.fingerprint import split_record
 from cxrkit.data.table import CxrTable
-from cxrkit.evaluation import choose_thresholds, evaluate_predictions, learning_curve_plot, write_report
+from cxrkit.evaluation import Validation, headline_auroc, learning_curve_plot, validate
 from cxrkit.models import create_model, get_model_info, save_bundle
 from cxrkit.models.bundle import normalise_thresholds
 from cxrkit.training.callbacks import EpochLog
 from cxrkit.training.data_prep import data_summary, intended_input, prepare_table
 from cxrkit.training.datamodule import CxrDataModule
-from cxrkit.training.module import CxrClassifier, headline_auroc
-from cxrkit.training.precision import bf16_check, validation_probabilities
+from cxrkit.training.module import CxrClassifier
+from cxrkit.training.precision import run_bf16_check, validation_probabilities
 from cxrkit.training.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -282,20 +281,18 @@ def _finish(
         probs = validation_probabilities(
             model, space, prep, val, tta=recipe.model.tta, num_workers=recipe.train.num_workers
         )
-        thresholds = thresholds_or_default(recipe, space, val.labels, probs)
-        result = evaluate_predictions(space, val.labels, probs, thresholds=thresholds or None, n_boot=1000)
-        write_report(result, out / "val_report", val.labels, probs, space, title=f"{recipe.name}: validation split")
-        val_metrics = {k: v for k, v in result.items() if k not in ("calibration", "accuracy_vs_threshold")}
+        checked = validate_recipe(recipe, space, val.labels, probs, report=out / "val_report", title="validation split")
+        thresholds, val_metrics = checked.thresholds, checked.metrics
         metrics = {"validation": val_metrics}
         decisions = normalise_thresholds(thresholds or None, space)
         # The check compares one forward pass with one: fp32 probabilities without test-time augmentation.
         plain = probs if recipe.model.tta == "none" else None
-        precision_check = {"bf16": bf16_check(model, space, val, prep, probs_fp32=plain, thresholds=decisions)}
+        precision_check = {"bf16": run_bf16_check(model, space, val, prep, probs_fp32=plain, thresholds=decisions)}
     else:
         thresholds, metrics = fixed.thresholds, fixed.metrics
         val_metrics = metrics.get("validation") or {}
         decisions = normalise_thresholds(thresholds or None, space)
-        precision_check = {"bf16": bf16_check(model, space, fixed.check_rows, prep, thresholds=decisions)}
+        precision_check = {"bf16": run_bf16_check(model, space, fixed.check_rows, prep, thresholds=decisions)}
     epochs_run, steps = _progress(trainer, out)
     images_seen = steps * recipe.train.batch_size * trainer.world_size  # every rank takes a batch per step
     bundle = save_bundle(
@@ -342,15 +339,14 @@ def _finish(
     return summary, probs
 
 
-def thresholds_or_default(recipe: Recipe, space: LabelSpace, labels: np.ndarray, probs: np.ndarray) -> list[float]:
-    """Thresholds chosen on validation; [] (0.5) where it cannot choose (a held-out source with one class)."""
-    try:
-        return choose_thresholds(
-            space, labels, probs, method=recipe.threshold.method, target_sensitivity=recipe.threshold.target_sensitivity
-        )
-    except DataFormatError as err:
-        log.warning("thresholds not chosen on this validation set (%s); 0.5 used", err)
-        return []
+def validate_recipe(
+    recipe: Recipe, space: LabelSpace, labels: np.ndarray, probs: np.ndarray, report: Path, title: str
+) -> Validation:
+    """``validate`` with the recipe's threshold method; 0.5 where the data cannot support a threshold (a
+    held-out source with one class)."""
+    t = recipe.threshold
+    return validate(space, labels, probs, t.method, t.target_sensitivity, fallback=True, report=report,
+                    title=f"{recipe.name}: {title}")  # fmt: skip
 
 
 def _progress(trainer: L.Trainer, out: Path) -> tuple[int, int]:

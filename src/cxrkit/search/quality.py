@@ -18,7 +18,7 @@ import numpy as np
 
 from cxrkit.core.errors import ConfigError, DataFormatError
 from cxrkit.core.task import TaskType
-from cxrkit.evaluation.evaluate import evaluate_predictions
+from cxrkit.evaluation import evaluate_predictions
 from cxrkit.search.index import CaseIndex, load_index
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""Evaluate a bundle on a labelled dataset at its stored thresholds."""
+"""``cxr evaluate``: a bundle on a labelled dataset at its stored thresholds, with per-group metrics, the
+overlap with its training data and (optionally) the result recorded in the bundle."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from typing import Any
 import numpy as np
 
 from cxrkit.core.errors import ConfigError, DataFormatError
+from cxrkit.core.jsonable import to_jsonable
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.data import VOCABULARY, load_datasets
 from cxrkit.data.align import align_labels
 from cxrkit.data.fingerprint import content_hashes, data_fingerprint
 from cxrkit.data.table import CxrTable
-from cxrkit.evaluation import evaluate_predictions, to_jsonable, write_report
 from cxrkit.evaluation.groups import metrics_by_group
+from cxrkit.evaluation.predictions import evaluate_predictions
+from cxrkit.evaluation.report import write_report
+from cxrkit.evaluation.validation import CURVE_KEYS
 from cxrkit.models import load_bundle, resolve_bundle
 from cxrkit.models.engine import Engine, InferenceOptions
 from cxrkit.models.records import record_evaluation, seen_images
@@ -39,7 +43,7 @@ def _group_column(table: CxrTable, column: str) -> list:
     return values.astype("object").where(values.notna(), None).tolist()
 
 
-_NOT_RECORDED = ("calibration", "accuracy_vs_threshold", "bootstrap", "model", "inference", "skipped", "by")
+_NOT_RECORDED = (*CURVE_KEYS, "bootstrap", "model", "inference", "skipped", "by")
 
 
 def evaluate_model(
