@@ -126,7 +126,7 @@ def predict_cmd(
     options = InferenceOptions(backend=backend, precision=precision, batch_size=batch_size, compile=compile_)
     predictor = Predictor.load(model or default_bundle(), options)
     skipped: list[dict[str, str]] = []
-    results = predictor.predict_paths(images, batch_size=batch_size, skipped=skipped)
+    results = predictor.predict_paths(images, skipped=skipped, progress=not quiet)
     if as_json:
         print_json({"model": predictor.describe(), "predictions": results, "skipped": skipped})
     else:

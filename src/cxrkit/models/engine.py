@@ -34,12 +34,13 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
@@ -115,6 +116,12 @@ def table_loader(
         shuffle=False,
         pin_memory=pin_memory,
     )
+
+
+def paths_table(paths: Sequence[str | Path], label_space: LabelSpace) -> CxrTable:
+    """An unlabelled table of image files, for ``Engine.run_table`` (decoded in its workers)."""
+    labels = np.full((len(paths), len(label_space.classes)), np.nan, np.float32)
+    return CxrTable(pd.DataFrame({"path": [str(p) for p in paths]}), labels, label_space)
 
 
 def recorded_bf16_check(bundle: Bundle) -> dict[str, Any] | None:

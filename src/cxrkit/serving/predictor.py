@@ -1,7 +1,8 @@
 """Predictor: a loaded bundle that turns image files or bytes into ranked findings.
 
 It runs through the shared ``Engine`` (channels-last, bf16 where native and checked, or ONNX Runtime),
-warmed up at load so the first request is not the slow one.
+warmed up at load so the first request is not the slow one. Image files are decoded by the engine's
+DataLoader workers; probabilities are returned per class (``cxrkit.models.heads.class_probabilities``).
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ import torch
 
 from cxrkit.core.errors import CxrkitError, DataFormatError, ImageDecodeError
 from cxrkit.core.task import TaskType
+from cxrkit.data.images import load_size
 from cxrkit.data.transforms import ImageTransform
-from cxrkit.io import read_image, read_image_bytes
+from cxrkit.io import read_image_bytes
 from cxrkit.io.decode import IMAGE_EXTENSIONS
 from cxrkit.models import Bundle, load_bundle, resolve_bundle
-from cxrkit.models.engine import Engine, InferenceOptions
+from cxrkit.models.engine import Engine, InferenceOptions, paths_table
+from cxrkit.models.heads import class_probabilities
 
 log = logging.getLogger(__name__)
+
+PROGRESS_MIN_IMAGES = 64  # fewer finish in seconds: no progress lines
 
 
 def expand_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -120,10 +125,7 @@ class Predictor:
         with torch.inference_mode():
             x = self._batch(images)  # preprocessing runs outside the lock, concurrently
             with self.lock:
-                p = self.engine.probabilities(x)
-        if self.bundle.label_space.task is TaskType.BINARY:
-            p = np.concatenate([1.0 - p, p], axis=1)
-        return p
+                return self.engine.class_probabilities(x)
 
     def interpret(self, probs: np.ndarray) -> dict[str, Any]:
         """Ranked classes and the findings above threshold for one probability row."""
@@ -154,41 +156,47 @@ class Predictor:
         return self.predict_arrays([read_image_bytes(data, name=name)])[0]
 
     def predict_paths(
-        self, inputs: Sequence[str | Path], batch_size: int = 32, skipped: list[dict[str, str]] | None = None
+        self, inputs: Sequence[str | Path], skipped: list[dict[str, str]] | None = None, progress: bool = False
     ) -> list[dict[str, Any]]:
-        """Predict every image file of ``inputs`` (folders expanded), in order.
+        """Predict every image file of ``inputs`` (folders expanded), in order, decoded by the engine's
+        DataLoader workers in batches of its ``batch_size``.
 
         Args:
             skipped: when a list, an unreadable file is appended to it as ``{"path", "error"}``, logged
                 as a warning and left out; when None, the first unreadable file raises.
+            progress: report progress (a bar on a terminal, else a log line every few seconds) when
+                there are more than ``PROGRESS_MIN_IMAGES`` images.
 
         Raises:
             ImageDecodeError: an unreadable file (``skipped`` None), or none of the files could be read.
         """
         paths = expand_images(inputs)
-        results: list[dict[str, Any]] = []
-        n_bad = 0
-        for start in range(0, len(paths), batch_size):
-            chunk, images = [], []
-            for p in paths[start : start + batch_size]:
-                try:
-                    images.append(read_image(p))
-                except (CxrkitError, OSError) as e:
-                    if skipped is None:
-                        raise
-                    n_bad += 1
-                    error = str(e) if isinstance(e, CxrkitError) else f"{p}: {e.strerror or e}"
-                    log.warning("skipped %s", error)
-                    skipped.append({"path": str(p), "error": error})
-                    continue
-                chunk.append(p)
-            if images:
-                for path, img, r in zip(chunk, images, self.predict_arrays(images), strict=True):
-                    results.append({"path": str(path), **r, "warnings": self.input_warnings(img)})
-        if n_bad and not results:
-            errors = "; ".join(s["error"] for s in (skipped or [])[-n_bad:][:5])
-            raise ImageDecodeError(f"None of the {n_bad} image(s) could be read: {errors}")
-        return results
+        bad: list[dict[str, Any]] | None = None if skipped is None else []
+        show = progress and len(paths) > PROGRESS_MIN_IMAGES
+        with self.lock:
+            probs = self.engine.run_table(paths_table(paths, self.bundle.label_space), skipped=bad, progress=show)
+        skipped_rows = {s["row"] for s in bad or []}
+        if skipped is not None:
+            skipped.extend({"path": s["path"], "error": s["error"]} for s in bad or [])
+        kept = [p for i, p in enumerate(paths) if i not in skipped_rows]
+        if skipped_rows and not kept:
+            errors = "; ".join(s["error"] for s in (bad or [])[:5])
+            raise ImageDecodeError(f"None of the {len(skipped_rows)} image(s) could be read: {errors}")
+        rows = class_probabilities(np.asarray(probs), self.bundle.label_space)
+        return [
+            {"path": str(path), **self.interpret(row), "warnings": self._size_warnings(path)}
+            for path, row in zip(kept, rows, strict=True)
+        ]
+
+    def _size_warnings(self, path: Path) -> list[str]:
+        """``input_warnings`` of an image file, from its header (its pixels were decoded in a worker)."""
+        if self.bundle.intended_input is None:
+            return []
+        try:
+            w, h = load_size(str(path))
+        except (CxrkitError, OSError):
+            return []  # it decoded, so its prediction stands; the header alone was unreadable
+        return self.bundle.intended_input.warnings(int(w), int(h))
 
     def explain(self, image: np.ndarray, method: str = "gradcam", target: str | None = None) -> Any:
         """A class activation map (``cxrkit.explain.CamResult``) of one decoded image."""
