@@ -16,6 +16,7 @@ def align_labels(
     label_map: Sequence[str] = (),
     data: Sequence[str] = (),
     strict: bool = False,
+    fill_absent: bool = True,
 ) -> np.ndarray:
     """The table's labels as columns of the model's classes (matched case-insensitively, or by ``label_map``).
 
@@ -23,6 +24,8 @@ def align_labels(
     ``strict`` (``cxr evaluate``; checked before any inference): a labelled class of exclusive data that fits
     no model class is an error naming it and the two fixes (``PATH::A,B`` keeps classes, ``--label-map``
     renames them); ``data`` (the dataset specs) makes the first fix concrete.
+    ``fill_absent``: a labelled row of exclusive data is 0 (absent) for every other model class; off when
+    combining into a multi-label table, where a class the source does not annotate stays unknown.
     """
     mapping: dict[str, str] = {}
     wanted = [c.lower() for c in model_classes]
@@ -59,7 +62,7 @@ def align_labels(
             f"Fix: keep only the classes it knows ({fix_paths}), or map each class to one of the model's with "
             f"--label-map (e.g. --label-map {missing[0]}={model_classes[-1]})."
         )
-    if table.label_space.exclusive:
+    if fill_absent and table.label_space.exclusive:
         known = np.nansum(table.labels, axis=1) > 0
         out[known] = np.nan_to_num(out[known], nan=0.0)  # exclusive data: other classes are known absent
     return out

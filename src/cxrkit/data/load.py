@@ -17,6 +17,7 @@ from cxrkit.data.adapters.folder import FolderAdapter
 from cxrkit.data.adapters.medmnist import MedMnistAdapter
 from cxrkit.data.adapters.nih import NihAdapter
 from cxrkit.data.adapters.radiography_db import RadiographyDbAdapter
+from cxrkit.data.align import align_labels
 from cxrkit.data.table import CxrTable
 
 log = logging.getLogger(__name__)
@@ -115,12 +116,13 @@ def combine(tables: Sequence[CxrTable]) -> CxrTable:
         if exclusive and len(classes) >= 2
         else LabelSpace(TaskType.MULTILABEL, tuple(classes))
     )
-    blocks = []
-    for t in tables:
-        block = np.full((len(t), len(space.classes)), 0.0 if exclusive else np.nan, np.float32)
-        for j, c in enumerate(t.classes):
-            block[:, space.index(c)] = t.labels[:, j]
-        blocks.append(block)
+    # A table without classes (unlabelled images) is unknown for every class.
+    blocks = [
+        align_labels(t, space.classes, fill_absent=exclusive)
+        if t.classes
+        else np.full((len(t), len(space.classes)), np.nan, np.float32)
+        for t in tables
+    ]
     frame = pd.concat([t.frame for t in tables], ignore_index=True)
     notes = [n for t in tables for n in t.notes]
     return CxrTable(frame, np.concatenate(blocks), space, notes)

@@ -34,6 +34,7 @@ from cxrkit.core.errors import ConfigError, CxrkitError, DataFormatError
 from cxrkit.core.files import atomic_dir
 from cxrkit.core.jsonable import json_text
 from cxrkit.core.task import LabelSpace
+from cxrkit.data.align import align_labels
 from cxrkit.data.load import load_datasets
 from cxrkit.data.table import COLUMNS, CxrTable
 from cxrkit.models.bundle import Bundle, load_bundle
@@ -381,7 +382,7 @@ def _align_labels(index: CaseIndex, table: CxrTable) -> np.ndarray:
             f"The new images have classes {list(table.classes)} but the index has {list(index.label_space.classes)}. "
             "Fix: select matching classes (DATA::CLASS_A,CLASS_B) or build a new index over all the data."
         )
-    return table.labels[:, [theirs.index(c) for c in ours]]
+    return align_labels(table, index.label_space.classes)
 
 
 def add_to_index(
