@@ -1,7 +1,7 @@
 """Datasets as one table (path, patient, date, view, split, source + N x C labels), from published layouts."""
 
-from cxrkit.data.harmonise import VOCABULARY, harmonise, load_harmonised
-from cxrkit.data.load import combine, detect_format, load_dataset, load_datasets, supported_layouts
+from cxrkit.data.harmonise import VOCABULARY, harmonise
+from cxrkit.data.load import combine, detect_format, load_dataset, load_datasets, load_harmonised, supported_layouts
 from cxrkit.data.manifest import write_manifest
 from cxrkit.data.splits import (
     SourceFold,

@@ -26,7 +26,6 @@ leave-source-out folds never put the same images on both sides.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -149,15 +148,6 @@ def _frame(frame: pd.DataFrame) -> pd.DataFrame:
         if column not in frame.columns:
             frame[column] = pd.NA
     return frame
-
-
-def load_harmonised(specs: Sequence[str], format: str | None = None, **options) -> CxrTable:
-    """Load each dataset, harmonise it, and stack them (one vocabulary, so a plain concatenation)."""
-    from cxrkit.data.load import combine, load_dataset
-
-    covid_is_pneumonia = options.pop("covid_is_pneumonia", True)
-    tables = [harmonise(load_dataset(s, format=format, **options), covid_is_pneumonia) for s in specs]
-    return tables[0] if len(tables) == 1 else combine(tables)
 
 
 def drop_unlabelled_findings(table: CxrTable) -> CxrTable:

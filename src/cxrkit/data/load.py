@@ -18,6 +18,7 @@ from cxrkit.data.adapters.medmnist import MedMnistAdapter
 from cxrkit.data.adapters.nih import NihAdapter
 from cxrkit.data.adapters.radiography_db import RadiographyDbAdapter
 from cxrkit.data.align import align_labels
+from cxrkit.data.harmonise import harmonise as harmonise_table
 from cxrkit.data.table import CxrTable
 
 log = logging.getLogger(__name__)
@@ -92,10 +93,15 @@ def load_datasets(
     if not specs:
         raise DataFormatError("No dataset given.")
     if harmonise:
-        from cxrkit.data.harmonise import load_harmonised
-
         return load_harmonised([str(s) for s in specs], format=format, **options)
     tables = [load_dataset(s, format=format, **options) for s in specs]
+    return tables[0] if len(tables) == 1 else combine(tables)
+
+
+def load_harmonised(specs: Sequence[str], format: str | None = None, **options) -> CxrTable:
+    """Load each dataset, harmonise it, and stack them (one vocabulary, so a plain concatenation)."""
+    covid_is_pneumonia = options.pop("covid_is_pneumonia", True)
+    tables = [harmonise_table(load_dataset(s, format=format, **options), covid_is_pneumonia) for s in specs]
     return tables[0] if len(tables) == 1 else combine(tables)
 
 
