@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrkit.core.errors import DataFormatError, ImageDecodeError
+from cxrkit.data.shards import load_cached_image
 from cxrkit.io import image_size, read_image
 
 # A row of an array file is addressed as '/abs/file.npz::train_images[12]'.
@@ -28,8 +29,6 @@ def _npz_arrays(file: str) -> dict[str, np.ndarray]:
 def load_image(path: str) -> np.ndarray:
     """Decode the image a table row points at to float32 (H, W) in [0, 1]."""
     if "::shard[" in str(path):  # a row of a dataset cache (cxr data cache)
-        from cxrkit.data.cache import load_cached_image
-
         return load_cached_image(str(path))
     m = NPZ_REF.match(str(path))
     if m is None:

@@ -59,7 +59,8 @@ def load_dataset(spec: str | Path, format: str | None = None, **options) -> CxrT
         format: adapter name (folder, nih, covid, medmnist, csv); auto-detected when None.
         **options: passed to the adapter (e.g. ``views`` for covid, ``task`` for csv).
     """
-    from cxrkit.data.cache import REMOTE, is_cache, load_cache
+    from cxrkit.data.cache import load_cache
+    from cxrkit.data.shards import REMOTE, is_cache
 
     if str(spec).startswith(REMOTE):  # a cache in object storage
         return load_cache(str(spec))

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data.distributed import DistributedSampler
 
-from cxrkit.data.cache import CACHE_REF, _shards
+from cxrkit.data.shards import CACHE_REF, open_shards
 
 WINDOW = 4  # chunks shuffled together: about 4,000 images of 256 px (64 MB chunks)
 
@@ -36,7 +36,7 @@ WINDOW = 4  # chunks shuffled together: about 4,000 images of 256 px (64 MB chun
 @functools.lru_cache(maxsize=8)
 def _chunk_starts(root: str) -> np.ndarray:
     """Shard index where each chunk of the cache at ``root`` begins (the rows are numbered chunk by chunk)."""
-    sizes = [end - start for start, end in _shards(root, os.getpid()).region_of_interest]
+    sizes = [end - start for start, end in open_shards(root, os.getpid()).region_of_interest]
     return np.cumsum([0, *sizes])[:-1]
 
 
