@@ -34,8 +34,8 @@ from cxrkit.data.splits import source_folds
 from cxrkit.data.table import CxrTable
 from cxrkit.evaluation import evaluate_predictions, headline_auroc, to_jsonable
 from cxrkit.training.data_prep import fold_table, prepare_table
+from cxrkit.training.fit import FixedOutcome, fit_table, validate_recipe
 from cxrkit.training.recipe import Recipe
-from cxrkit.training.run import FixedOutcome, fit_table, validate_recipe
 
 log = logging.getLogger(__name__)
 FOLD_KEYS = ("n", "n_positive", "auroc", "macro_auroc", "mean_auroc", "accuracy", "sensitivity", "specificity")

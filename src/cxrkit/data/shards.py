@@ -1,0 +1,51 @@
+"""Reading a dataset cache (``cxr data cache``; built by :mod:`cxrkit.data.cache`): its layout and one image by
+reference. Apart from the builder so that ``load_image`` (which the builder decodes with) can read cache rows
+without an import circle.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrkit.core.errors import DataFormatError
+
+MARKER = "cxrkit_cache.json"
+SHARDS = "shards"
+CACHE_REF = re.compile(r"^(?P<root>.+?)/?::shard\[(?P<index>\d+)\]$")
+REMOTE = ("s3://", "gs://", "azure://")
+
+
+def is_cache(path: str | Path) -> bool:
+    return str(path).startswith(REMOTE) or (Path(path) / MARKER).is_file()
+
+
+@functools.lru_cache(maxsize=8)
+def open_shards(root: str, pid: int) -> Any:  # pid: each DataLoader worker opens its own reader
+    from litdata import StreamingDataset
+
+    # batch_decode=0: deserialise only the item asked for. LitData's "auto" decodes a window of 256 items
+    # around it (made for reading in order), so a shuffled read cost 256 copies: 150 vs 29k items/s.
+    if root.startswith(REMOTE):
+        return StreamingDataset(f"{root}/{SHARDS}", cache_dir=tempfile.mkdtemp(prefix="cxrkit-shards-"), batch_decode=0)
+    if not (Path(root) / MARKER).is_file():
+        raise DataFormatError(f"{root}: not a cxrkit cache (no {MARKER}). Fix: build it with cxr data cache.")
+    return StreamingDataset(str(Path(root) / SHARDS), batch_decode=0)
+
+
+def load_cached_image(ref: str) -> np.ndarray:
+    """Image ``K`` of a ``ROOT/::shard[K]`` reference as float32 (H, W) in [0, 1]."""
+    m = CACHE_REF.match(ref)
+    if m is None:
+        raise DataFormatError(f"{ref}: not a cache reference (ROOT/::shard[K]).")
+    ds = open_shards(m["root"], os.getpid())
+    index = int(m["index"])
+    if index >= len(ds):
+        raise DataFormatError(f"{ref}: the cache has {len(ds)} images. Fix: rebuild it with cxr data cache.")
+    return ds[index]["image"].astype(np.float32) / 255.0
