@@ -99,3 +99,18 @@ def test_nih_box_finding_aliases():
     ]
     cls, boxes = _gt_target(bundle, gt)
     assert cls == "Infiltration" and boxes == gt[1:]  # the box list's 'Infiltrate' is the labels' 'Infiltration'
+
+
+def test_explain_takes_predicts_backend_and_gives_its_probabilities(blob_bundle, blobs, tmp_path):
+    """--backend/--precision reach explain: the probability shown is cxr predict's with the same options."""
+    files = [str(p) for p in sorted((blobs / "PNEUMONIA").iterdir())[:2]]
+    opts = ["--model", str(blob_bundle), "--backend", "onnx", "--json"]
+    r = runner.invoke(app, ["explain", *files, "--out", str(tmp_path / "cams"), *opts])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["model"]["backend"] == "onnx"
+    p = runner.invoke(app, ["predict", *files, *opts])
+    assert p.exit_code == 0, p.output
+    predicted = json.loads(p.stdout)["predictions"]
+    for rec, pred in zip(doc["images"], predicted, strict=True):
+        assert rec["probability"] == pred["probabilities"][rec["target"]]

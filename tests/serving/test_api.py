@@ -284,6 +284,18 @@ def test_store_outage_is_503_not_recorded(make_client, monkeypatch):
     assert store.count() == 0
 
 
+def test_explain_reports_the_probabilities_predict_reports(client):
+    """/v1/explain's probabilities come from the engine /v1/predict uses (same options), not a forward of its own."""
+    for seed in (1, 2):
+        data = png_bytes(seed, bright_blob=seed == 2)
+        predicted = client.post("/v1/predict", files=upload(data)).json()
+        explained = client.post("/v1/explain", files=upload(data)).json()
+        assert explained["probabilities"] == predicted["probabilities"]
+        assert explained["findings"] == predicted["findings"]
+        target = explained["explanation"]["target"]
+        assert explained["explanation"]["probability"] == predicted["probabilities"][target]
+
+
 def test_onnx_backend_serves_the_same_predictions(serving_bundle, tmp_path):
     from fastapi.testclient import TestClient
 
@@ -305,6 +317,8 @@ def test_onnx_backend_serves_the_same_predictions(serving_bundle, tmp_path):
             fp32 = Predictor.load(serving_bundle, InferenceOptions(precision="fp32"), warmup=False)
             expected = fp32.predict_bytes(data)["probabilities"]["PNEUMONIA"]
             assert j["probabilities"]["PNEUMONIA"] == pytest.approx(expected, abs=1e-4)
-            assert client.post("/v1/explain", files=upload(data)).status_code == 200  # CAMs stay on PyTorch
+            explained = client.post("/v1/explain", files=upload(data))  # the map from PyTorch, the numbers from ONNX
+            assert explained.status_code == 200
+            assert explained.json()["probabilities"] == j["probabilities"]
     finally:
         app.state.cxr.store.close()

@@ -217,7 +217,9 @@ def _forward(
                 feats.append(fe)
         chosen = [k for k, i in enumerate(idx) if i in cam_idx]
         if chosen:
-            results = compute_cams(bundle, [imgs[k] for k in chosen], target=[targets[idx[k]] for k in chosen])
+            results = compute_cams(
+                bundle, [imgs[k] for k in chosen], target=[targets[idx[k]] for k in chosen], engine=engine
+            )
             for k, res in zip(chosen, results, strict=True):
                 cams.add(res.target, res.cam, masks[k])
     return {k: np.concatenate(v) for k, v in logits.items()}, np.concatenate(feats), cams, no_lungs

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.commands.common import DefaultModelOpt, print_json, setup_logging
+from cxrkit.commands.common import BackendOpt, DefaultModelOpt, PrecisionOpt, print_json, setup_logging
 
 
 def explain_cmd(
@@ -26,21 +26,27 @@ def explain_cmd(
     ] = None,
     box_size: Annotated[int, typer.Option(help="Side of the images the --boxes were drawn on.")] = 1024,
     batch_size: Annotated[int, typer.Option(help="Images per forward/backward pass.")] = 8,
+    backend: BackendOpt = "torch",
+    precision: PrecisionOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
 ) -> None:
     """Heatmaps of where the model looks (Grad-CAM and friends), boxes around hot regions, and with
-    --boxes the pointing-game hit rate and IoU against ground-truth boxes."""
+    --boxes the pointing-game hit rate and IoU against ground-truth boxes. The probabilities are computed
+    with --backend/--precision, as by `cxr predict`; the maps by the model's own fp32 forward and backward."""
     from cxrkit.explain import explain_files, read_nih_boxes
     from cxrkit.explain.cam import normalise_method
     from cxrkit.models.bundle import default_bundle
+    from cxrkit.models.engine import InferenceOptions
     from cxrkit.serving.predictor import Predictor, expand_images
 
     setup_logging(quiet or as_json)
     method = normalise_method(method)
     paths = expand_images(images)
     gt = read_nih_boxes(boxes) if boxes is not None else None
-    predictor = Predictor.load(model or default_bundle())
+    predictor = Predictor.load(
+        model or default_bundle(), InferenceOptions(backend=backend, precision=precision, batch_size=batch_size)
+    )
     if target is not None:
         from cxrkit.explain.cam import resolve_target
 
@@ -54,6 +60,7 @@ def explain_cmd(
         batch_size=batch_size,
         gt_boxes=gt,
         gt_original_size=box_size,
+        engine=predictor.engine,
     )
     if as_json:
         print_json({"model": predictor.describe(), **result})

@@ -26,7 +26,7 @@ from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.data.transforms import ImageTransform
 from cxrkit.explain.boxes import cam_to_boxes
 from cxrkit.models.bundle import Bundle
-from cxrkit.models.heads import logits_to_proba
+from cxrkit.models.engine import Engine, InferenceOptions
 from cxrkit.models.registry import cam_target_layer
 
 log = logging.getLogger(__name__)
@@ -111,14 +111,6 @@ class CamResult:
     boxes: list[dict[str, Any]] = field(default_factory=list)
     method: str = "gradcam"
     probabilities: dict[str, float] = field(default_factory=dict)
-
-
-def class_probabilities(logits: torch.Tensor, label_space: LabelSpace) -> np.ndarray:
-    """N x len(classes) probabilities; a binary model's one output becomes [1 - p, p]."""
-    p = logits_to_proba(logits.detach(), label_space).cpu().numpy().astype(np.float64)
-    if label_space.task is TaskType.BINARY:
-        p = np.concatenate([1.0 - p, p], axis=1)
-    return p
 
 
 def resolve_target(label_space: LabelSpace, name: str) -> int:
@@ -292,8 +284,13 @@ def compute_cams_for_model(
     batch_size: int = 8,
     thresholds: dict[str, float] | None = None,
     layer: nn.Module | None = None,
+    engine: Engine | None = None,
 ) -> list[CamResult]:
-    """Explain ``images`` with a model that is not (yet) a bundle; see ``compute_cams``."""
+    """Explain ``images`` with a model that is not (yet) a bundle; see ``compute_cams``.
+
+    ``engine``: runs ``model`` for the reported probabilities (default ``Engine.for_model``, fp32, on the
+    model's device).
+    """
     method = normalise_method(method)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
@@ -301,8 +298,10 @@ def compute_cams_for_model(
     wanted = [None if t is None else resolve_target(label_space, t) for t in targets]  # fail before any work
     layer = cam_target_layer(model) if layer is None else layer
     transform = ImageTransform(preprocessing)
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device = _device_of(model)
+    if engine is None:
+        with model_state_preserved(model):
+            engine = Engine.for_model(model, label_space, preprocessing, options=InferenceOptions(device=str(device)))
     layer_params = list(layer.parameters())
     results: list[CamResult] = []
     with model_state_preserved(model), torch.enable_grad():
@@ -319,9 +318,11 @@ def compute_cams_for_model(
                 for img in chunk:
                     if img.ndim != 2:
                         raise ConfigError(f"Expected decoded grayscale images (H, W), got shape {img.shape}.")
-                x = torch.stack([transform(img) for img in chunk]).to(device)
-                with torch.no_grad():
-                    probs = class_probabilities(model(x), label_space)
+                x = torch.stack([transform(img) for img in chunk])
+                # The probabilities come from the engine (backend, precision, TTA), as /v1/predict's do;
+                # the CAM needs gradients, so it runs its own fp32 forward of the torch module below.
+                probs = engine.class_probabilities(x)
+                x = x.to(device)
                 idx = [
                     predicted_class(p, label_space, thresholds) if w is None else w
                     for p, w in zip(probs, wanted[start : start + len(chunk)], strict=True)
@@ -351,6 +352,7 @@ def compute_cams(
     method: str = "gradcam",
     target: str | Sequence[str | None] | None = None,
     batch_size: int = 8,
+    engine: Engine | None = None,
 ) -> list[CamResult]:
     """Class activation maps of a bundle's model for decoded images, at each image's own resolution.
 
@@ -362,6 +364,9 @@ def compute_cams(
             None) per image. None explains the predicted class (binary: the positive class when its
             probability reaches the bundle's threshold).
         batch_size: images per forward/backward pass.
+        engine: the bundle's ``Engine``, whose ``InferenceOptions`` (backend, precision) give the reported
+            probabilities and the default target, exactly as predict computes them; default
+            ``Engine(bundle)`` with default options on the model's device. The maps themselves come from the bundle's torch module, in fp32.
 
     Returns:
         One ``CamResult`` per image, in order.
@@ -379,4 +384,16 @@ def compute_cams(
         target=target,
         batch_size=batch_size,
         thresholds=bundle.thresholds,
+        engine=engine or default_engine(bundle),
     )
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def default_engine(bundle: Bundle) -> Engine:
+    """The bundle's engine with default options, on the model's own device, leaving its train/eval mode as it was."""
+    with model_state_preserved(bundle.model):
+        return Engine(bundle, InferenceOptions(device=str(_device_of(bundle.model))))

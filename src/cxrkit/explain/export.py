@@ -13,11 +13,12 @@ from PIL import Image
 
 from cxrkit.core.errors import UnknownNameError
 from cxrkit.core.files import atomic_path, atomic_write_text
-from cxrkit.explain.cam import CamResult, compute_cams, normalise_method
+from cxrkit.explain.cam import CamResult, compute_cams, default_engine, normalise_method
 from cxrkit.explain.localization import scale_box, score_localization, summarize_localization
 from cxrkit.explain.overlay import overlay
 from cxrkit.io import read_image
 from cxrkit.models.bundle import Bundle
+from cxrkit.models.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def explain_files(
     batch_size: int = 8,
     gt_boxes: Mapping[str, list[dict[str, Any]]] | None = None,
     gt_original_size: int = 1024,
+    engine: Engine | None = None,
 ) -> dict[str, Any]:
     """Explain image files with a bundle and write three files per image into ``out_dir``.
 
@@ -91,12 +93,14 @@ def explain_files(
             with boxes of a finding the model knows is explained for that finding (overriding
             ``target``) and scored: pointing game and IoU of the best predicted box.
         gt_original_size: side of the images the boxes were drawn on (NIH: 1024).
+        engine: the bundle's ``Engine`` (its backend and precision give the probabilities; see ``compute_cams``).
 
     Returns:
         ``{"method", "images": [{path, target, probability, overlay, map, boxes, ...}],
         "localization": {...}}`` (``localization`` only when ``gt_boxes`` is given).
     """
     method = normalise_method(method)
+    engine = engine or default_engine(bundle)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in paths]
@@ -109,7 +113,7 @@ def explain_files(
         images = [read_image(p) for p in chunk]
         plan = [_gt_target(bundle, (gt_boxes or {}).get(p.name)) for p in chunk]
         targets = [t if t is not None else target for t, _ in plan]
-        results = compute_cams(bundle, images, method=method, target=targets, batch_size=batch_size)
+        results = compute_cams(bundle, images, method=method, target=targets, batch_size=batch_size, engine=engine)
         for i, (path, image, result, (gt_cls, gt)) in enumerate(zip(chunk, images, results, plan, strict=True)):
             info: dict[str, Any] = {
                 "path": str(path),

@@ -203,7 +203,7 @@ class Predictor:
         from cxrkit.explain import compute_cams
 
         with self.lock:
-            return compute_cams(self.bundle, [image], method=method, target=target)[0]
+            return compute_cams(self.bundle, [image], method=method, target=target, engine=self.engine)[0]
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """L2-normalised embeddings (N x D) for similar-case search."""
