@@ -76,3 +76,22 @@ def test_timeline_json(cli_index: Path, search_folder: Path, search_bundle: Path
 def test_timeline_unknown_patient_lists_known_ones(search_folder: Path, search_bundle: Path):
     result = runner.invoke(app, ["timeline", str(search_folder), "--model", str(search_bundle), "--patient", "nobody"])
     assert result.exit_code == 2 and "nobody" in result.output and "person" in result.output
+
+
+def test_backend_reaches_timelines_and_queries(
+    cli_index: Path, search_folder: Path, search_bundle: Path, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CXRKIT_HOME", str(tmp_path / "home"))  # where the ONNX export is cached
+    args = ["timeline", str(search_folder), "--model", str(search_bundle), "--patient", "person0"]
+    torch_tl = run_json(*args, "--precision", "fp32")
+    onnx_tl = run_json(*args, "--backend", "onnx")
+    assert list((tmp_path / "home" / "onnx").iterdir())  # ONNX Runtime really ran the timeline
+    for a, b in zip(torch_tl["studies"], onnx_tl["studies"], strict=True):
+        for c, v in a["probabilities"].items():
+            assert b["probabilities"][c] == pytest.approx(v, abs=1e-4)
+    image = sorted((search_folder / "NORMAL").glob("*.png"))[0]
+    out = run_json("index", "query", str(cli_index), str(image), "-k", "3", "--backend", "onnx")
+    hit = out["results"][0]["neighbours"][0]
+    assert hit["path"] == str(image.resolve()) and hit["similarity"] == pytest.approx(1.0, abs=1e-4)
+    result = runner.invoke(app, ["index", "query", str(cli_index), str(image), "--backend", "onnx-int8"])
+    assert result.exit_code == 2 and "fp32" in result.output

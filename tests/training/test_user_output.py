@@ -50,11 +50,12 @@ def test_progress_logs_lines_without_a_terminal(caplog, monkeypatch):
 def test_index_embedding_reports_progress(trained, learnable, caplog):
     from cxrkit.data import load_dataset
     from cxrkit.models import load_bundle
+    from cxrkit.models.engine import InferenceOptions
     from cxrkit.search.embeddings import embed_table
 
     _, out = trained
     with caplog.at_level("INFO", logger="cxrkit.search.embeddings"):
-        vecs = embed_table(load_bundle(out / "bundle"), load_dataset(learnable), batch_size=16, progress=False)
+        vecs = embed_table(load_bundle(out / "bundle"), load_dataset(learnable), InferenceOptions(batch_size=16))
     assert len(vecs) == 48
     assert any("embedding: 48/48 img (100%)" in r.getMessage() for r in caplog.records)
 

@@ -8,13 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from cxrkit.commands.common import friendly_errors, print_json, setup_logging
+from cxrkit.commands.common import BackendOpt, PrecisionOpt, friendly_errors, print_json, setup_logging
 
 index_app = typer.Typer(no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per batch.")]
 ChunkOpt = Annotated[int, typer.Option("--chunk-size", help="Images per resumable chunk (<out>.partial/).")]
+IndexBackendOpt = Annotated[
+    str, typer.Option("--backend", help="torch or onnx; index embeddings are always fp32 (rebuilds and queries agree).")
+]
 
 
 def _progress(quiet: bool, as_json: bool) -> bool:
@@ -47,6 +50,7 @@ def build_cmd(
     accelerator: Annotated[
         str, typer.Option(help="Lightning accelerator of a sharded build: auto, cpu, gpu.")
     ] = "auto",
+    backend: IndexBackendOpt = "torch",
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -55,6 +59,7 @@ def build_cmd(
     With --devices/--num-nodes above 1, every rank embeds a share and writes a shard; rank 0 merges
     them into the same index a single process would write (not resumable).
     """
+    from cxrkit.models.engine import InferenceOptions
     from cxrkit.search import build_index, describe_index
 
     setup_logging(quiet or as_json)
@@ -63,8 +68,7 @@ def build_cmd(
         data,
         out,
         approx=None if exact is None else not exact,
-        batch_size=batch_size,
-        num_workers=num_workers,
+        inference=InferenceOptions(backend=backend, batch_size=batch_size, num_workers=num_workers),
         chunk_size=chunk_size,
         progress=_progress(quiet, as_json),
         devices=devices,
@@ -87,15 +91,18 @@ def add_cmd(
     ] = None,
     batch_size: BatchOpt = 32,
     chunk_size: ChunkOpt = 1024,
+    backend: IndexBackendOpt = "torch",
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Append images to an index without re-embedding it (the folder is replaced atomically)."""
+    from cxrkit.models.engine import InferenceOptions
     from cxrkit.search import add_to_index, describe_index
 
     setup_logging(quiet or as_json)
+    inference = InferenceOptions(backend=backend, batch_size=batch_size, num_workers=0)
     index = add_to_index(
-        index_dir, data, model=model, batch_size=batch_size, chunk_size=chunk_size, progress=_progress(quiet, as_json)
+        index_dir, data, model=model, inference=inference, chunk_size=chunk_size, progress=_progress(quiet, as_json)
     )
     _print_index(describe_index(index), as_json)
 
@@ -122,15 +129,17 @@ def query_cmd(
     grid: Annotated[
         Path | None, typer.Option("--grid", help="Write a 6x6 picture grid (query first) of the first query.")
     ] = None,
+    backend: IndexBackendOpt = "torch",
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """The k most similar indexed images (labels, patient, similarity) to each query image."""
+    from cxrkit.models.engine import InferenceOptions
     from cxrkit.search import load_index, query_index, similar_cases_grid
 
     setup_logging(quiet or as_json)
     index = load_index(index_dir)
-    results = query_index(index, images, model=model, k=k)
+    results = query_index(index, images, model=model, k=k, inference=InferenceOptions(backend=backend))
     if grid is not None and results:
         similar_cases_grid(results[0], grid)
     if as_json:
@@ -183,6 +192,8 @@ def timeline_cmd(
     tolerance: Annotated[float, typer.Option(help="Drift below this (either way) is 'stable'.")] = 0.1,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write the severity trajectory as a PNG.")] = None,
     batch_size: BatchOpt = 32,
+    backend: BackendOpt = "torch",
+    precision: PrecisionOpt = "auto",
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -190,6 +201,7 @@ def timeline_cmd(
     from cxrkit.core.errors import ConfigError
     from cxrkit.data import load_datasets
     from cxrkit.models import load_bundle
+    from cxrkit.models.engine import InferenceOptions
     from cxrkit.search import load_index, patient_timeline, rank_patients, timeline_plot
 
     setup_logging(quiet or as_json)
@@ -200,6 +212,7 @@ def timeline_cmd(
     bundle = load_bundle(model)
     table = load_datasets(data)
     idx = load_index(index) if index is not None else None
+    inference = InferenceOptions(backend=backend, precision=precision, batch_size=batch_size)
     if all_:
         result = rank_patients(
             bundle,
@@ -207,7 +220,7 @@ def timeline_cmd(
             index=idx,
             k=k,
             tolerance=tolerance,
-            batch_size=batch_size,
+            inference=inference,
             progress=_progress(quiet, as_json),
         )
         if as_json:
@@ -221,7 +234,7 @@ def timeline_cmd(
                 f"{p['drift']:+7.3f}  {p['verdict']}"
             )
         return
-    result = patient_timeline(bundle, table, str(patient), index=idx, k=k, tolerance=tolerance, batch_size=batch_size)
+    result = patient_timeline(bundle, table, str(patient), index=idx, k=k, tolerance=tolerance, inference=inference)
     if plot is not None:
         result["plot"] = str(timeline_plot(result, plot))
     if as_json:

@@ -6,22 +6,22 @@ where it stopped: ``embed_table(..., work_dir=<out>.partial)`` skips every chunk
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from cxrkit.core.errors import ConfigError
 from cxrkit.core.files import atomic_path, atomic_write_text
 from cxrkit.core.progress import Progress
-from cxrkit.data.images import load_image
 from cxrkit.data.table import CxrTable
-from cxrkit.data.transforms import ImageTransform
 from cxrkit.models.bundle import Bundle
-from cxrkit.models.engine import Engine, InferenceOptions
+from cxrkit.models.engine import Engine, InferenceOptions, paths_table
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +37,34 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-def _index_engine(bundle: Bundle, batch_size: int = 32, num_workers: int | None = None, device: str | None = None):
-    # Stored embeddings are computed in fp32: an index outlives the machine that built it, and fp32 makes a
-    # rebuild, an `add` and a sharded build agree to 1e-5 wherever they run. Queries may use bf16.
-    return Engine(
-        bundle, InferenceOptions(precision="fp32", batch_size=batch_size, num_workers=num_workers, device=device)
-    )
+def index_options(options: InferenceOptions | None = None) -> InferenceOptions:
+    """``options`` as used for embeddings that are stored or searched against stored ones: always fp32.
+
+    An index outlives the machine that built it, and fp32 makes a rebuild, an ``add``, a query and a
+    sharded build agree to 1e-5 wherever they run: ``precision`` is set to fp32, the backend (torch or
+    ONNX, both fp32) is kept, and INT8 is refused.
+    """
+    options = options or InferenceOptions()
+    if options.backend == "onnx-int8":
+        raise ConfigError(
+            "An index stores fp32 embeddings; INT8 would not match them. Fix: use --backend torch or onnx."
+        )
+    return dataclasses.replace(options, precision="fp32")
 
 
-def embed_batch(bundle: Bundle, x: torch.Tensor) -> np.ndarray:
-    """Normalised embeddings (N, D) of an already preprocessed batch."""
-    return l2_normalise(_index_engine(bundle).embeddings(x))
+def index_engine(bundle: Bundle, options: InferenceOptions | None = None) -> Engine:
+    """The engine that computes a bundle's index embeddings (see ``index_options``)."""
+    return Engine(bundle, index_options(options))
 
 
-def embed_paths(bundle: Bundle, paths: list[str | Path]) -> np.ndarray:
-    """Normalised embeddings (N, D) of image files (decoded and preprocessed as the bundle was trained)."""
-    transform = ImageTransform(bundle.preprocessing)
-    x = torch.stack([transform(load_image(str(p))) for p in paths])
-    return embed_batch(bundle, x)
+def embed_paths(bundle: Bundle, paths: Sequence[str | Path], inference: InferenceOptions | None = None) -> np.ndarray:
+    """Normalised embeddings (N, D) of image files, decoded in the engine's DataLoader workers.
+
+    Raises:
+        ImageDecodeError: an unreadable file (named).
+    """
+    engine = index_engine(bundle, inference)
+    return l2_normalise(engine.run_table(paths_table(paths, bundle.label_space), "embedding"))
 
 
 def paths_digest(table: CxrTable) -> str:
@@ -97,25 +107,21 @@ def _load_chunk(path: Path, rows: int) -> np.ndarray | None:
 def embed_table(
     bundle: Bundle,
     table: CxrTable,
-    batch_size: int = 32,
-    num_workers: int | None = None,
+    inference: InferenceOptions | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     work_dir: str | Path | None = None,
     progress: bool = False,
-    device: str | None = None,
 ) -> np.ndarray:
     """Normalised embeddings (N, D) of every image of ``table``, computed chunk by chunk.
 
     Args:
         bundle: the model (its penultimate layer, see ``cxrkit.models.embed``).
         table: images to embed.
-        batch_size: images per forward pass.
-        num_workers: DataLoader decode workers.
+        inference: backend, device, batch size and decode workers (precision is fp32: ``index_options``).
         chunk_size: images per chunk file in ``work_dir``.
         work_dir: where finished chunks are kept (``chunk_00012.npy``); chunks already there from an
             interrupted run with the same model and images are reused. None keeps nothing on disk.
         progress: show a progress bar (images).
-        device: torch device (default: CUDA when present).
     """
     n = len(table)
     chunk_size = max(1, int(chunk_size))
@@ -127,7 +133,7 @@ def embed_table(
     bar = Progress(n, "embedding", bar=progress, logger=__name__)
     parts: list[np.ndarray] = []
     computed = 0
-    engine = _index_engine(bundle, batch_size, num_workers, device)
+    engine = index_engine(bundle, inference)
     try:
         for i, start in enumerate(starts):
             stop = min(start + chunk_size, n)

@@ -38,7 +38,8 @@ from cxrkit.data.align import align_labels
 from cxrkit.data.load import load_datasets
 from cxrkit.data.table import COLUMNS, CxrTable
 from cxrkit.models.bundle import Bundle, load_bundle
-from cxrkit.search.embeddings import DEFAULT_CHUNK_SIZE, embed_paths, embed_table
+from cxrkit.models.engine import InferenceOptions
+from cxrkit.search.embeddings import DEFAULT_CHUNK_SIZE, embed_paths, embed_table, index_options
 from cxrkit.search.errors import IndexFormatError, ModelMismatchError
 from cxrkit.search.vector import (
     HnswParams,
@@ -274,8 +275,7 @@ def build_index(
     data: CxrTable | Sequence[str | Path] | str | Path,
     out: str | Path,
     approx: bool | None = None,
-    batch_size: int = 32,
-    num_workers: int = 0,
+    inference: InferenceOptions | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     hnsw: HnswParams | None = None,
     progress: bool = False,
@@ -301,8 +301,8 @@ def build_index(
         data: a table, or dataset specs for ``cxrkit.data.load_datasets``.
         out: the index folder (replaced if it exists).
         approx: True for HNSW, False for exact search, None: exact up to ``EXACT_MAX`` images.
-        batch_size: images per forward pass.
-        num_workers: DataLoader decode workers.
+        inference: backend, device, batch size and decode workers (default: torch, no workers); the
+            embeddings are fp32 whatever its precision (``index_options``).
         chunk_size: images per resumable chunk.
         hnsw: HNSW settings (default ``HnswParams()``).
         progress: show a progress bar.
@@ -316,6 +316,7 @@ def build_index(
     """
     bundle, ref = _as_bundle(model)
     table = _as_table(data)
+    inference = index_options(inference or InferenceOptions(num_workers=0))
     out = Path(out)
     work = work_dir_for(out)
     if int(devices) * int(num_nodes) > 1:
@@ -329,22 +330,13 @@ def build_index(
             num_nodes=num_nodes,
             strategy=strategy,
             accelerator=accelerator,
-            batch_size=batch_size,
-            num_workers=num_workers,
+            inference=inference,
             progress=progress,
         )
         if vectors is None:
             return None
     else:
-        vectors = embed_table(
-            bundle,
-            table,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            chunk_size=chunk_size,
-            work_dir=work,
-            progress=progress,
-        )
+        vectors = embed_table(bundle, table, inference, chunk_size=chunk_size, work_dir=work, progress=progress)
     # IVF from IVF_MIN vectors: at 1M it keeps recall@36 at 0.998 where HNSW falls to 0.94 (docs/INDEX_BENCHMARK.md).
     index_type = choose_index_type(len(vectors), approx, ivf_ok=True)
     params = hnsw or HnswParams()
@@ -389,8 +381,7 @@ def add_to_index(
     index_dir: str | Path,
     data: CxrTable | Sequence[str | Path] | str | Path,
     model: Bundle | str | Path | None = None,
-    batch_size: int = 32,
-    num_workers: int = 0,
+    inference: InferenceOptions | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = False,
 ) -> CaseIndex:
@@ -404,6 +395,7 @@ def add_to_index(
         index_dir: the index folder.
         data: a table or dataset specs.
         model: the bundle the index was built with (default: the one recorded, if it can be found).
+        inference: as in ``build_index``.
     """
     index = load_index(index_dir)
     bundle = resolve_index_model(index, model)
@@ -417,15 +409,8 @@ def add_to_index(
         return index
     table = table.subset(new).with_label_space(index.label_space, labels[new])
     work = work_dir_for(index.path)
-    vectors = embed_table(
-        bundle,
-        table,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        chunk_size=chunk_size,
-        work_dir=work,
-        progress=progress,
-    )
+    inference = inference or InferenceOptions(num_workers=0)
+    vectors = embed_table(bundle, table, inference, chunk_size=chunk_size, work_dir=work, progress=progress)
     index.faiss_index.add(vectors)
     meta = pd.concat([index.frame, _metadata_frame(table)], ignore_index=True)
     all_labels = np.concatenate([index.labels, table.labels])
@@ -533,8 +518,9 @@ def query_index(
     images: Sequence[str | Path] | str | Path,
     model: Bundle | str | Path | None = None,
     k: int = 36,
+    inference: InferenceOptions | None = None,
 ) -> list[dict[str, Any]]:
-    """The ``k`` most similar indexed images to each query image.
+    """The ``k`` most similar indexed images to each query image (embedded with ``inference``, in fp32).
 
     Returns:
         One dict per query image: ``query`` (path), ``k`` and ``neighbours`` (list of ``CaseIndex.hit``
@@ -547,7 +533,7 @@ def query_index(
         index = load_index(index)
     bundle = resolve_index_model(index, model)
     paths = [images] if isinstance(images, str | Path) else list(images)
-    vectors = embed_paths(bundle, paths)
+    vectors = embed_paths(bundle, paths, inference)
     sims, ids = index.search(vectors, k)
     results = []
     for p, srow, irow in zip(paths, sims, ids, strict=True):

@@ -13,6 +13,7 @@ Lightning in core/io/data/models/evaluation, and ``training`` in ``search``; Lig
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -30,8 +31,8 @@ from cxrkit.data.images import load_image
 from cxrkit.data.table import CxrTable
 from cxrkit.data.transforms import ImageTransform
 from cxrkit.models.bundle import Bundle
-from cxrkit.models.registry import embed
-from cxrkit.search.embeddings import l2_normalise, paths_digest
+from cxrkit.models.engine import Engine, InferenceOptions, default_workers
+from cxrkit.search.embeddings import index_engine, index_options, l2_normalise, paths_digest
 from cxrkit.search.errors import IndexFormatError
 
 log = logging.getLogger(__name__)
@@ -59,16 +60,22 @@ class RowImages(Dataset):
 
 
 class EmbeddingModule(L.LightningModule):
-    """A bundle's model whose ``predict_step`` returns penultimate-layer embeddings (as ``embed_table``)."""
+    """A bundle whose ``predict_step`` returns the ``Engine``'s penultimate-layer embeddings (as ``embed_table``)."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, bundle: Bundle, inference: InferenceOptions):
         super().__init__()
-        self.model = model
+        self.model = bundle.model  # a submodule: Lightning moves it to this rank's device
+        self.bundle, self.inference = bundle, inference
+        self.engine: Engine | None = None
+
+    def on_predict_start(self) -> None:
+        # Made on the rank's own device, after any spawn: every rank runs what a single-process build runs.
+        self.engine = index_engine(self.bundle, dataclasses.replace(self.inference, device=str(self.device)))
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         x, rows = batch
-        # channels_last as in models.inference.run_batches, so both paths run the same kernels.
-        return {"rows": rows, "vectors": embed(self.model, x.contiguous(memory_format=torch.channels_last))}
+        assert self.engine is not None  # on_predict_start ran
+        return {"rows": rows, "vectors": torch.from_numpy(self.engine.embeddings(x))}
 
 
 class ShardWriter(BasePredictionWriter):
@@ -161,8 +168,7 @@ def embed_table_sharded(
     num_nodes: int = 1,
     strategy: str = "ddp",
     accelerator: str = "auto",
-    batch_size: int = 32,
-    num_workers: int = 0,
+    inference: InferenceOptions | None = None,
     progress: bool = False,
 ) -> np.ndarray | None:
     """Normalised embeddings (N, D) of ``table``, computed by ``devices * num_nodes`` Lightning ranks.
@@ -176,8 +182,8 @@ def embed_table_sharded(
         strategy: ``ddp`` (Lightning re-runs the command once per extra local rank; the only choice
             under torchrun/SLURM) or ``ddp_spawn`` (ranks are spawned from this process).
         accelerator: ``auto``, ``cpu``, ``gpu``...
-        batch_size: images per forward pass per rank.
-        num_workers: DataLoader decode workers per rank.
+        inference: backend, batch size (per forward pass per rank) and decode workers per rank (None:
+            ``default_workers()``); fp32 (``index_options``), on each rank's own device.
         progress: show Lightning's progress bar.
 
     Returns:
@@ -200,10 +206,12 @@ def embed_table_sharded(
         "n": len(table),
         "world_size": world_size,
     }
+    inference = index_options(inference)
+    workers = default_workers() if inference.num_workers is None else inference.num_workers
     loader = DataLoader(
         RowImages(table, ImageTransform(bundle.preprocessing)),
-        batch_size=batch_size,
-        num_workers=num_workers,
+        batch_size=inference.batch_size,
+        num_workers=workers,
         shuffle=False,  # Lightning shards it without padding for predict (UnrepeatedDistributedSampler)
     )
     trainer = L.Trainer(
@@ -219,7 +227,7 @@ def embed_table_sharded(
         enable_model_summary=False,
         default_root_dir=str(work_dir),
     )
-    trainer.predict(EmbeddingModule(bundle.model.eval()), dataloaders=loader, return_predictions=False)
+    trainer.predict(EmbeddingModule(bundle, inference), dataloaders=loader, return_predictions=False)
     if not trainer.is_global_zero:
         return None
     return merge_shards(folder, key, trainer.world_size)

@@ -30,6 +30,7 @@ from cxrkit.core.task import NEGATIVE_NAMES, LabelSpace, TaskType
 from cxrkit.data.table import CxrTable
 from cxrkit.models.bundle import Bundle
 from cxrkit.models.engine import Engine, InferenceOptions
+from cxrkit.models.heads import class_probabilities
 from cxrkit.search.embeddings import embed_table
 from cxrkit.search.index import CaseIndex, group_keys, resolve_index_model
 
@@ -184,15 +185,6 @@ def severity_from_probs(space: LabelSpace, probs: np.ndarray) -> np.ndarray:
     return p[:, cols].max(axis=1) if cols else np.zeros(len(p))
 
 
-def full_probs(space: LabelSpace, probs: np.ndarray) -> np.ndarray:
-    """Probabilities per class (binary N x 1 becomes N x 2: [negative, positive])."""
-    p = np.asarray(probs, dtype=np.float64)
-    if space.task is TaskType.BINARY:
-        p = p.reshape(len(p), -1)[:, -1]
-        return np.stack([1.0 - p, p], axis=1)
-    return p
-
-
 def abnormal_labels(space: LabelSpace, labels: np.ndarray) -> np.ndarray:
     """1.0 where a label row is 'severe' (a non-normal class present), 0.0 where normal, NaN where unknown."""
     lab = np.asarray(labels, dtype=np.float64)
@@ -247,7 +239,7 @@ def build_timeline(
     """Timeline of one patient from precomputed probabilities (``probs`` row-aligned with ``rows``)."""
     sub = table.frame.iloc[rows].reset_index(drop=True)
     order, key, values, notes = order_studies(sub)
-    full = full_probs(space, probs)
+    full = class_probabilities(np.asarray(probs, dtype=np.float64), space)
     sev = severity_from_probs(space, probs)
     studies: list[dict[str, Any]] = []
     for pos, value in zip(order, values, strict=True):
@@ -286,10 +278,12 @@ def build_timeline(
     }
 
 
-def _neighbour_severity(index: CaseIndex, bundle: Bundle, table: CxrTable, k: int) -> np.ndarray:
+def _neighbour_severity(
+    index: CaseIndex, bundle: Bundle, table: CxrTable, k: int, inference: InferenceOptions | None
+) -> np.ndarray:
     """Per image: share of 'severe' labels among its k nearest indexed images of OTHER patients."""
     resolve_index_model(index, bundle)
-    vectors = embed_table(bundle, table)
+    vectors = embed_table(bundle, table, inference)
     groups = list(group_keys(table.frame))
     _, ids = index.search(vectors, k, exclude_groups=groups)
     severe = abnormal_labels(index.label_space, index.labels)
@@ -306,7 +300,7 @@ def patient_timeline(
     index: CaseIndex | None = None,
     k: int = 36,
     tolerance: float = DEFAULT_TOLERANCE,
-    batch_size: int = 32,
+    inference: InferenceOptions | None = None,
 ) -> dict[str, Any]:
     """One patient's timeline: studies in order with probabilities, severity and the drift verdict.
 
@@ -317,12 +311,13 @@ def patient_timeline(
         index: optional ``CaseIndex`` of the same model: adds ``neighbour_severity`` per study.
         k: neighbours for ``neighbour_severity``.
         tolerance: drift tolerance.
-        batch_size: images per forward pass.
+        inference: how the model runs (backend, precision, batch size: as ``cxr predict``); the
+            neighbours' embeddings are fp32 whatever the precision, as the index's are.
     """
     rows = _patient_rows(table, patient)
     sub = table.subset(rows)
-    probs = Engine(bundle, InferenceOptions(batch_size=batch_size)).run_table(sub, "proba")
-    ns = _neighbour_severity(index, bundle, sub, k) if index is not None else None
+    probs = Engine(bundle, inference).run_table(sub, "proba")
+    ns = _neighbour_severity(index, bundle, sub, k, inference) if index is not None else None
     out = build_timeline(table, rows, probs, bundle.label_space, ns, tolerance)
     out["model"] = {"name": bundle.path.name, "architecture": bundle.architecture, "fingerprint": bundle.fingerprint}
     return out
@@ -334,7 +329,7 @@ def rank_patients(
     index: CaseIndex | None = None,
     k: int = 36,
     tolerance: float = DEFAULT_TOLERANCE,
-    batch_size: int = 32,
+    inference: InferenceOptions | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Every patient with >= 2 studies, most worsening first (a reading list).
@@ -352,8 +347,8 @@ def rank_patients(
         raise DataFormatError("No patient has 2 or more images in this data: there is no timeline to rank.")
     rows_all = np.concatenate(list(candidates.values()))
     sub = table.subset(rows_all)
-    probs = Engine(bundle, InferenceOptions(batch_size=batch_size)).run_table(sub, "proba", progress=progress)
-    ns_all = _neighbour_severity(index, bundle, sub, k) if index is not None else None
+    probs = Engine(bundle, inference).run_table(sub, "proba", progress=progress)
+    ns_all = _neighbour_severity(index, bundle, sub, k, inference) if index is not None else None
     patients = []
     start = 0
     for rows in candidates.values():
