@@ -60,3 +60,15 @@ def test_a_reference_past_the_end_is_a_clear_error(cache):
     out, _ = cache
     with pytest.raises(DataFormatError, match="rebuild"):
         load_image(f"{out}/::shard[99]")
+
+
+def test_cache_rows_have_content_and_pixel_hashes(cache):
+    """A bundle trained from a cache records its split by these hashes (split_record at the end of training)."""
+    from cxrkit.data.fingerprint import content_hashes, pixel_dhashes, split_record
+
+    out, _ = cache
+    table = load_dataset(out)
+    hashes = content_hashes(table, workers=1)
+    assert hashes.shape == (6, 8) and len({bytes(h) for h in hashes}) == 6
+    assert split_record(table, table, workers=1)["val_content"].tolist() == hashes.tolist()
+    assert pixel_dhashes(table, 1).shape == (6, 32)

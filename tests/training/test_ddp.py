@@ -105,11 +105,25 @@ def _run(recipe, folder: Path) -> tuple[dict, dict[int, dict], dict[str, torch.T
 # "weights": plain shuffling, Lightning installs a DistributedSampler over the dataset.
 # "sampler": a seeded WeightedRandomSampler, wrapped in Lightning's DistributedSamplerWrapper: every
 # rank draws the same weighted list (same seed) and keeps its own positions of it.
+# From a dataset cache: ChunkOrderedSampler, which Lightning keeps (each rank a contiguous block).
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
-    ("balance", "sampler"), [("weights", "DistributedSampler"), ("sampler", "DistributedSamplerWrapper")]
+    ("balance", "sampler", "cached"),
+    [
+        ("weights", "DistributedSampler", False),
+        ("sampler", "DistributedSamplerWrapper", False),
+        pytest.param("weights", "ChunkOrderedSampler", True, marks=pytest.mark.slow),
+        pytest.param("sampler", "ChunkOrderedSampler", True, marks=pytest.mark.slow),
+    ],
 )
-def test_ddp_matches_one_process(learnable, tmp_path, balance, sampler):
+def test_ddp_matches_one_process(learnable, tmp_path, balance, sampler, cached):
+    if cached:
+        pytest.importorskip("litdata")
+        from cxrkit.data import load_dataset
+        from cxrkit.data.cache import build_cache
+
+        build_cache(load_dataset(learnable), tmp_path / "cache", size=40, workers=2)
+        learnable = tmp_path / "cache"
     n_train = len(prepare_table(_recipe(learnable, tmp_path, 1, 1, balance).data).split("train"))
     assert n_train % 2 == 0, "the equivalence needs equal halves (no DistributedSampler padding)"
 

@@ -238,7 +238,8 @@ def threshold_cmd(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Re-choose a bundle's threshold(s) on its recorded validation split and re-run its bf16 check (weights untouched)."""
+    """Re-choose a bundle's threshold(s) on its recorded validation split and re-run its bf16 and INT8 checks
+    (weights untouched; the INT8 model is kept beside them only where its check passed)."""
     from cxrkit.training.rethreshold import rethreshold_bundle
 
     setup_logging(quiet or as_json)

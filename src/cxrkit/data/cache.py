@@ -41,7 +41,7 @@ import numpy as np
 
 from cxrkit.core.errors import ConfigError, DataFormatError
 from cxrkit.core.files import atomic_dir
-from cxrkit.data.shards import MARKER, REMOTE, SHARDS
+from cxrkit.data.shards import MARKER, REMOTE, SHARDS, cache_images
 from cxrkit.data.table import CxrTable
 
 TABLE = "table.csv"
@@ -92,7 +92,7 @@ def build_cache(table: CxrTable, out: str | Path, size: int = 256, workers: int 
         )
         # optimize's workers interleave rows: put the table in the shards' order (row K = shard item K).
         ds = StreamingDataset(str(tmp / SHARDS))
-        order = [int(ds[k]["index"]) for k in range(len(ds))]
+        order = [int(ds[k]["index"]) for k in range(cache_images(ds))]
         cached = table.subset(np.asarray(order))
         cached.frame["path"] = [f"::shard[{k}]" for k in range(len(order))]
         write_manifest(cached, tmp / TABLE)

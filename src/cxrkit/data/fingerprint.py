@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from cxrkit.data.images import NPZ_REF, _npz_arrays, load_image
+from cxrkit.data.shards import CACHE_REF, MARKER, cached_array
 from cxrkit.data.table import CxrTable
 
 CONTENT_BYTES = 8  # 16 hex digits: collisions need ~4e9 images
@@ -33,11 +34,14 @@ _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 def content_hash(path: str) -> bytes:
-    """First ``CONTENT_BYTES`` of the sha256 of the image file (or of the MedMNIST array row)."""
+    """First ``CONTENT_BYTES`` of the sha256 of the image file (or of the MedMNIST array row, or of the
+    uint8 image a dataset cache stores)."""
     m = NPZ_REF.match(str(path))
     h = hashlib.sha256()
     if m:
         h.update(np.ascontiguousarray(_npz_arrays(m["file"])[m["key"]][int(m["index"])]).tobytes())
+    elif CACHE_REF.match(str(path)):
+        h.update(np.ascontiguousarray(cached_array(str(path))).tobytes())
     else:
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -61,10 +65,11 @@ def _map(fn, paths: Sequence[str], workers: int) -> list:
 
 
 def _file_version(path: str) -> tuple[str, int, int] | None:
-    """(path, mtime, size) of the file behind ``path`` (a MedMNIST row: its .npz), or None if it cannot be read."""
-    m = NPZ_REF.match(path)
-    try:
-        st = os.stat(m["file"] if m else path)
+    """(path, mtime, size) of the file behind ``path`` (a MedMNIST row: its .npz; a cache row: the cache's
+    marker), or None if it cannot be read."""
+    m, c = NPZ_REF.match(path), CACHE_REF.match(path)
+    try:  # a cache row: its cache's marker file, rewritten whenever the cache is
+        st = os.stat(m["file"] if m else os.path.join(c["root"], MARKER) if c else path)
     except OSError:
         return None
     return path, st.st_mtime_ns, st.st_size

@@ -39,13 +39,24 @@ def open_shards(root: str, pid: int) -> Any:  # pid: each DataLoader worker open
     return StreamingDataset(str(Path(root) / SHARDS), batch_decode=0)
 
 
+def cache_images(ds: Any) -> int:
+    """All the images of a shard reader. Not ``len(ds)``: under DDP LitData counts only this rank's share,
+    while ``ds[K]`` takes the global index K."""
+    return sum(end - start for start, end in ds.region_of_interest)
+
+
 def load_cached_image(ref: str) -> np.ndarray:
     """Image ``K`` of a ``ROOT/::shard[K]`` reference as float32 (H, W) in [0, 1]."""
+    return cached_array(ref).astype(np.float32) / 255.0
+
+
+def cached_array(ref: str) -> np.ndarray:
+    """Image ``K`` of a ``ROOT/::shard[K]`` reference as stored: uint8 (H, W)."""
     m = CACHE_REF.match(ref)
     if m is None:
         raise DataFormatError(f"{ref}: not a cache reference (ROOT/::shard[K]).")
     ds = open_shards(m["root"], os.getpid())
-    index = int(m["index"])
-    if index >= len(ds):
-        raise DataFormatError(f"{ref}: the cache has {len(ds)} images. Fix: rebuild it with cxr data cache.")
-    return ds[index]["image"].astype(np.float32) / 255.0
+    index, total = int(m["index"]), cache_images(ds)
+    if index >= total:
+        raise DataFormatError(f"{ref}: the cache has {total} images. Fix: rebuild it with cxr data cache.")
+    return ds[index]["image"]
