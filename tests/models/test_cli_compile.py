@@ -26,7 +26,7 @@ def test_compile_flag_sets_the_inference_option(command, monkeypatch, tmp_path):
     if command == "predict":
         monkeypatch.setattr("cxrkit.serving.predictor.Predictor.load", capture)
     else:
-        monkeypatch.setattr("cxrkit.serving.evaluate.evaluate_model", capture)
+        monkeypatch.setattr("cxrkit.evaluation.run.evaluate_model", capture)
     for flag, expected in ((["--compile"], True), ([], False)):
         r = runner.invoke(app, [command, str(tmp_path), "--model", "pneumonia", *flag])
         assert "captured" in r.output, r.output
