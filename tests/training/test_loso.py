@@ -108,3 +108,21 @@ def test_source_balanced_sampling(hospitals, tmp_path):
     np.testing.assert_allclose(cells.to_numpy(), 1 / 6)
     r = load_recipe(None, [f"data.sources={json.dumps(hospitals)}", f"out={tmp_path}", *TINY, "data.balance=source"])
     assert train_from_recipe(r, progress=False)["epochs_run"] == 2
+
+
+def test_fold_metrics_break_down_by_finding():
+    """A multi-label fold reports AUROC per finding, and loso.md tabulates findings x held-out sources."""
+    from cxrkit.core.task import LabelSpace, TaskType
+    from cxrkit.training.loso import _by_output_markdown, _fold_metrics
+
+    space = LabelSpace(TaskType.MULTILABEL, ("Pneumonia", "Edema"))
+    rng = np.random.default_rng(0)
+    labels = np.stack([np.repeat([0.0, 1.0], 20), np.full(40, np.nan)], axis=1)  # Edema unlabelled here
+    probs = np.clip(labels[:, :1] * 0.6 + rng.uniform(0, 0.5, (40, 1)), 0, 1).repeat(2, axis=1)
+    m = _fold_metrics(space, labels, probs, [0.5, 0.5])
+    assert m["auroc_by_output"]["Pneumonia"]["n_positive"] == 20
+    assert m["auroc_by_output"]["Pneumonia"]["auroc"] > 0.8
+    assert m["auroc_by_output"]["Edema"]["auroc"] is None
+    table = "\n".join(_by_output_markdown({"hospA": m}))
+    auroc = m["auroc_by_output"]["Pneumonia"]["auroc"]
+    assert f"| Pneumonia | {auroc:.3f} (20) |" in table and "| Edema | - |" in table

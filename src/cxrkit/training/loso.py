@@ -124,7 +124,13 @@ def auroc_defined(space: LabelSpace, labels: np.ndarray) -> bool:
 
 def _fold_metrics(space: LabelSpace, labels: np.ndarray, probs: np.ndarray, thresholds: list[float]) -> dict:
     result = evaluate_predictions(space, labels, probs, thresholds=thresholds or None, n_boot=200)
-    return {k: result.get(k) for k in (*FOLD_KEYS, "auroc_ci") if k in result}
+    out = {k: result.get(k) for k in (*FOLD_KEYS, "auroc_ci") if k in result}
+    # Per finding (multi-label) or class (multi-class): a mean over sources hides which output carries over.
+    per = result.get("per_label") or result.get("per_class") or {}
+    out["auroc_by_output"] = {
+        name: {"auroc": m.get("auroc"), "n_positive": m.get("n_positive", m.get("support"))} for name, m in per.items()
+    }
+    return out
 
 
 def _mean_auroc(per_source: dict[str, dict]) -> float | None:
@@ -190,7 +196,25 @@ def loso_markdown(summary: dict[str, Any]) -> str:
         lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     pooled = summary["pooled"]
     lines.append(f"\nPooled out-of-source: n {pooled.get('n')}, AUROC {headline_auroc(pooled):.3f}.")
+    lines += _by_output_markdown(summary["per_source"])
     return "\n".join(lines) + "\n"
+
+
+def _by_output_markdown(per_source: dict[str, dict]) -> list[str]:
+    """AUROC per output (rows) and held-out source (columns), with the source's positives in brackets."""
+    sources = [s for s, m in per_source.items() if m.get("auroc_by_output")]
+    if not sources:
+        return []
+    outputs = list(per_source[sources[0]]["auroc_by_output"])
+    lines = ["", "| output | " + " | ".join(sources) + " |", "|---" * (len(sources) + 1) + "|"]
+    for name in outputs:
+        cells = []
+        for src in sources:
+            m = per_source[src]["auroc_by_output"].get(name) or {}
+            auroc = m.get("auroc")
+            cells.append("-" if auroc is None else f"{auroc:.3f} ({m.get('n_positive')})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def read_loso(out: str | Path) -> dict[str, Any]:
