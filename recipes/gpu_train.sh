@@ -3,7 +3,7 @@
 #   bash recipes/gpu_train.sh PAYLOAD OUT [--set KEY=VALUE ...]    # extra --set go to every run (smoke tests)
 # Five runs share the GPU at once (each is small): pneumonia then pneumoniamnist; `all` and `covid3`
 # leave-one-source-out with their final models; `all` and `covid3` on an in-source patient split (the
-# in-source column of docs/RESULTS.md). OUT gets one folder per run; pack.tgz-style archives are left to the caller.
+# in-source column of docs/RESULTS.md, per source by recipes/eval_recorded_split.py). OUT: one folder per run.
 set -u
 PAYLOAD=${1:?payload folder}; OUT=${2:?out folder}; shift 2
 D=$PAYLOAD/data
@@ -21,7 +21,10 @@ SECONDS=0
   train pneumoniamnist recipes/pneumoniamnist.yaml "$D/pneumoniamnist.npz" "$@"; } &
 train all recipes/all.yaml "$D/all.csv" "$@" &
 train covid3 recipes/covid3.yaml "$D/covid3.csv" "$@" &
-train all_split recipes/all.yaml "$D/all.csv" --set data.validation=split --set data.val=0.15 "$@" &
-train covid3_split recipes/covid3.yaml "$D/covid3.csv" --set data.validation=split --set data.val=0.15 "$@" &
+for name in all covid3; do  # in-source: a patient split of the same sources, then its validation per source
+  { train ${name}_split recipes/$name.yaml "$D/$name.csv" --set data.validation=split --set data.val=0.15 "$@"
+    python3 recipes/eval_recorded_split.py "$OUT/${name}_split/bundle" "$D/$name.csv" --out "$OUT/${name}_split/by_source" \
+      >>"$OUT/${name}_split.log" 2>&1; } &
+done
 wait
 nvidia-smi --query-gpu=name,memory.used --format=csv 2>/dev/null
