@@ -30,7 +30,7 @@ def _origins(data: list[str]) -> dict[str, str]:
             frame = pd.read_csv(item)
             if "origin" in frame:
                 base = Path(item).parent
-                out.update({str((base / p).resolve()): o for p, o in zip(frame["path"], frame["origin"])})
+                out.update({str((base / p).resolve()): o for p, o in zip(frame["path"], frame["origin"], strict=True)})
     return out
 
 
@@ -48,7 +48,8 @@ def main() -> None:
     origin = _origins(args.data)  # recipes/manifests.py's finer origin (NIH 64 px vs 256 px; RDB Spain vs USA)
     if origin:
         table.frame["source"] = [
-            f"{s}:{origin.get(str(Path(p).resolve()), '?')}" for s, p in zip(table.frame["source"], table.frame["path"])
+            f"{s}:{origin.get(str(Path(p).resolve()), '?')}"
+            for s, p in zip(table.frame["source"], table.frame["path"], strict=True)
         ]
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = write_manifest(table, args.out / "recorded_split.csv")

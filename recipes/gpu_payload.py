@@ -5,7 +5,7 @@
         --dataset kaggle=../shared/data/kaggle-pneumonia/train --copy ../shared/data/pneumoniamnist/pneumoniamnist.npz
 
 Writes
-  OUT/data/img/NNNNN.jpg   every image once (shared by the manifests), grayscale, squashed to SIZE x SIZE
+  OUT/data/img.zip         img/NNNNN.jpg: every image once (shared by the manifests), grayscale, squashed to SIZE x SIZE
                            (the recipes' `resize: squash`), JPEG quality QUALITY
   OUT/data/<name>.csv      each manifest (or dataset, as a manifest) with paths relative to OUT/data
   OUT/data/<file>          files copied as they are (--copy)
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -56,7 +57,7 @@ def pack_images(args: argparse.Namespace, data: Path) -> None:
     paths = sorted({p for f in frames.values() for p in f["path"]})
     with ProcessPoolExecutor(2) as pool:
         work = partial(_reencode, out=data, size=args.size, quality=args.quality)
-        names = dict(zip(paths, pool.map(work, enumerate(paths), chunksize=64)))
+        names = dict(zip(paths, pool.map(work, enumerate(paths), chunksize=64), strict=True))
     # Bundles trained on the copies record the copies' hashes: recipes/restore_split_record.py maps them back.
     args.origins.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"image": list(names.values()), "original": list(names)}).to_csv(args.origins, index=False)
@@ -64,6 +65,11 @@ def pack_images(args: argparse.Namespace, data: Path) -> None:
         frame["path"] = frame["path"].map(names)
         frame.to_csv(data / f"{name}.csv", index=False)
         print(f"{name}: {len(frame)} rows")
+    # One stored zip, not 8,000 small files: a machine that counts disk blocks sees 47 MB, not 63.
+    with zipfile.ZipFile(data / "img.zip", "w", zipfile.ZIP_STORED) as archive:
+        for path in sorted((data / "img").iterdir()):
+            archive.write(path, f"img/{path.name}")
+    shutil.rmtree(data / "img")
     for path in args.copy:
         shutil.copy2(path, data / Path(path).name)
 

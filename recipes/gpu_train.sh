@@ -8,6 +8,7 @@ set -u
 PAYLOAD=${1:?payload folder}; OUT=${2:?out folder}; shift 2
 D=$PAYLOAD/data
 mkdir -p "$OUT" /tmp/site
+[ -f "$D/img.zip" ] && { python3 -m zipfile -e "$D/img.zip" "$D" || exit 1; }
 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site "$PAYLOAD"/wheels/*.whl || exit 1
 export PYTHONPATH=$PWD/src:$PWD/$PAYLOAD/site:/tmp/site:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 train() {  # NAME RECIPE SOURCE [--set ...]

@@ -34,7 +34,9 @@ def originals(record: dict[str, np.ndarray], payload: Path, origins: pd.DataFram
     """Per split, the original file of each recorded copy (matched by content hash)."""
     from cxrkit.data.fingerprint import content_hash
 
-    by_hash = {content_hash(str(payload / img)): orig for img, orig in zip(origins["image"], origins["original"])}
+    by_hash = {
+        content_hash(str(payload / img)): orig for img, orig in zip(origins["image"], origins["original"], strict=True)
+    }
     out = {}
     for split in ("train", "val"):
         keys = [bytes(r) for r in record[f"{split}_content"]]
