@@ -21,6 +21,7 @@ import torch
 
 from cxrkit.core.files import atomic_write_text
 from cxrkit.core.jsonable import json_text
+from cxrkit.core.precision import lightning_precision
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.core.task import LabelSpace
 from cxrkit.data import class_weights
@@ -35,10 +36,9 @@ from cxrkit.training.data_prep import data_summary, intended_input
 from cxrkit.training.datamodule import CxrDataModule
 from cxrkit.training.module import CxrClassifier
 from cxrkit.training.precision import run_bf16_check, validation_probabilities
-from cxrkit.training.recipe import Recipe
+from cxrkit.training.recipe import CLASSICAL, Recipe
 
 log = logging.getLogger(__name__)
-CLASSICAL = ("knn", "logreg")  # recipes whose model is a classical baseline (no deep preprocessing)
 
 
 def preprocessing_for(recipe: Recipe) -> Preprocessing:
@@ -181,7 +181,7 @@ def _trainer(
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=t.strategy,
-        precision=t.precision,
+        precision=lightning_precision(t.precision),
         max_time=timedelta(minutes=t.max_minutes) if t.max_minutes else None,
         logger=CSVLogger(out, name="logs", version=0),
         callbacks=callbacks,

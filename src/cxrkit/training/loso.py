@@ -18,7 +18,6 @@ shipped model looked excellent on it and failed in hospitals it never saw. With 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -107,9 +106,9 @@ def _fold_recipe(recipe: Recipe, held_out: str, ft: CxrTable) -> Recipe:
     train = recipe.train
     if train.monitor != "val_loss" and not auroc_defined(ft.label_space, ft.split("val").labels):
         log.warning("held-out source %r has one class only: its fold stops early on val_loss", held_out)
-        train = dataclasses.replace(train, monitor="val_loss")
-    data = dataclasses.replace(recipe.data, validation="split", val_source=held_out)
-    return dataclasses.replace(recipe, out=str(recipe.out_dir / "folds" / slug), data=data, train=train)
+        train = train.model_copy(update={"monitor": "val_loss"})
+    data = recipe.data.model_copy(update={"validation": "split", "val_source": held_out})
+    return recipe.model_copy(update={"out": str(recipe.out_dir / "folds" / slug), "data": data, "train": train})
 
 
 def auroc_defined(space: LabelSpace, labels: np.ndarray) -> bool:
@@ -145,7 +144,7 @@ def _final_fit(
     """One model on every source, for the folds' median best epoch count, with their pooled thresholds."""
     best = [m["best_epoch"] for m in summary["per_source"].values() if m.get("best_epoch") is not None]
     epochs = max(1, round(float(np.median(best))) + 1) if best else recipe.train.epochs
-    final = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, epochs=epochs))
+    final = recipe.model_copy(update={"train": recipe.train.model_copy(update={"epochs": epochs})})
     everything = table.subset(np.ones(len(table), dtype=bool))
     everything.frame["split"] = "train"
     rng = np.random.default_rng(recipe.data.seed)

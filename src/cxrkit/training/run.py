@@ -11,8 +11,8 @@ import lightning as L
 
 from cxrkit.data.table import CxrTable
 from cxrkit.training.data_prep import prepare_table
-from cxrkit.training.fit import CLASSICAL, fit_table
-from cxrkit.training.recipe import Recipe
+from cxrkit.training.fit import fit_table
+from cxrkit.training.recipe import CLASSICAL, Recipe
 
 log = logging.getLogger(__name__)
 
