@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import lightning as L
@@ -11,24 +10,15 @@ import numpy as np
 import torch
 from timm.utils import ModelEmaV3
 
-from cxrkit.core.task import LabelSpace, TaskType, label_targets
-from cxrkit.evaluation import evaluate_predictions, headline_auroc
+from cxrkit.core.task import LabelSpace
 from cxrkit.models.heads import logits_to_proba
 from cxrkit.models.tta import tta_mean
 from cxrkit.training.losses import TaskLoss, distillation_loss, mix_batch
+from cxrkit.training.metrics import TaskMetrics
+from cxrkit.training.optim import configure
 from cxrkit.training.recipe import TrainSpec
 
 log = logging.getLogger(__name__)
-
-
-def accuracy_of(label_space: LabelSpace, labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> float:
-    """Accuracy at 0.5 (binary/multilabel, over known entries) or argmax (multiclass)."""
-    target = label_targets(np.asarray(labels, dtype=np.float32), label_space)
-    if label_space.task is TaskType.MULTICLASS:
-        known = target >= 0
-        return float((probs[known].argmax(1) == target[known]).mean()) if known.any() else math.nan
-    mask = ~np.isnan(target)
-    return float(((probs >= threshold) == (target == 1))[mask].mean()) if mask.any() else math.nan
 
 
 class CxrClassifier(L.LightningModule):
@@ -60,9 +50,8 @@ class CxrClassifier(L.LightningModule):
         # The EMA copy is a submodule: it is saved in checkpoints, validated, and becomes the bundle's model.
         self.ema = ModelEmaV3(model, decay=train.ema, use_warmup=True) if train.ema else None
         self._teacher = [teacher] if teacher is not None else []  # a list: not a submodule, not in checkpoints
-        self._val_probs: list[torch.Tensor] = []
-        self._val_labels: list[torch.Tensor] = []
-        self._train_correct: list[float] = []
+        self.train_metrics = TaskMetrics(label_space, auroc=False)
+        self.val_metrics = TaskMetrics(label_space)
         self.last_val: dict[str, Any] = {}
 
     # -- parameters ------------------------------------------------------------------
@@ -86,37 +75,8 @@ class CxrClassifier(L.LightningModule):
             log.info("epoch %d: backbone %s", self.current_epoch, "frozen" if frozen else "unfrozen")
 
     def configure_optimizers(self) -> Any:
-        head = self.head_parameters()
-        head_ids = {id(p) for p in head}
-        backbone = [p for p in self.model.parameters() if id(p) not in head_ids]
-        lr = self.spec.lr
-        groups = [
-            {"params": head, "lr": lr},
-            {"params": backbone, "lr": lr * (self.spec.backbone_lr_scale if self.spec.freeze_epochs else 1.0)},
-        ]
-        wd = self.spec.weight_decay
-        name = self.spec.optimizer
-        if name == "adamw":
-            opt = torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
-        elif name == "adam":
-            opt = torch.optim.Adam(groups, lr=lr, weight_decay=wd)
-        elif name == "rmsprop":
-            opt = torch.optim.RMSprop(groups, lr=lr, weight_decay=wd)
-        else:
-            opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
-        if self.spec.scheduler != "cosine":
-            return opt
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warm = int(total * self.spec.warmup_epochs / max(1, self.spec.epochs))
-
-        def factor(step: int) -> float:
-            if step < warm:
-                return (step + 1) / (warm + 1)
-            progress = (step - warm) / max(1, total - warm)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress))) * 0.99 + 0.01
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        head = {id(p) for p in self.head_parameters()}
+        return configure(self.model.named_parameters(), head, self.spec, self.trainer.estimated_stepping_batches)
 
     # -- steps -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,39 +114,26 @@ class CxrClassifier(L.LightningModule):
             kd = distillation_loss(logits, soft, self.label_space.task, self.spec.distill_temperature)
             self.log("train_distill_loss", kd, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
             loss = (1 - self.spec.distill_alpha) * loss + self.spec.distill_alpha * kd
-        probs = logits_to_proba(logits.detach(), self.label_space).cpu().numpy()
-        acc = accuracy_of(self.label_space, y.cpu().numpy(), probs)
+        self.train_metrics.update(logits_to_proba(logits.detach(), self.label_space), y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
-        self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train_acc", self.train_metrics.compute()["accuracy"], sync_dist=False)  # synced by torchmetrics
+        self.train_metrics.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = tta_mean(self.final_model, self._prepare(x), self.tta)
         self.log("val_loss", self.loss_fn(logits, y), on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
-        self._val_probs.append(logits_to_proba(logits, self.label_space).cpu())
-        self._val_labels.append(y.cpu())
+        self.val_metrics.update(logits_to_proba(logits, self.label_space), y)
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_probs:
-            return
-        probs = torch.cat(self._val_probs)
-        labels = torch.cat(self._val_labels)
-        self._val_probs.clear()
-        self._val_labels.clear()
-        if self.trainer.world_size > 1:  # every rank scores the whole validation set
-            probs = self.all_gather(probs).flatten(0, 1)
-            labels = self.all_gather(labels).flatten(0, 1)
-        p, y = probs.numpy(), labels.numpy()
-        try:
-            result = evaluate_predictions(self.label_space, y, p, n_boot=0)
-            auroc = headline_auroc(result)
-        except Exception as e:  # a sanity-check batch may hold one class only
-            log.debug("validation AUROC undefined: %s", e)
-            auroc = float("nan")
-        self.last_val = {"auroc": auroc, "accuracy": accuracy_of(self.label_space, y, p)}
-        self.log("val_auroc", auroc, prog_bar=True, sync_dist=False)
-        self.log("val_acc", self.last_val["accuracy"], sync_dist=False)
+        result = self.val_metrics.compute()  # every rank gets the whole validation set's figures
+        self.val_metrics.reset()
+        self.last_val = result
+        self.log("val_auroc", result["auroc"], prog_bar=True, sync_dist=False)
+        self.log("val_acc", result["accuracy"], sync_dist=False)
 
 
 def _mixer(spec: TrainSpec) -> Any:

@@ -27,12 +27,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from cxrkit.core.errors import ConfigError
 from cxrkit.core.files import atomic_write_text
+from cxrkit.core.precision import lightning_precision
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.data.augment import Augmentation
 from cxrkit.data.segmentation import load_mask_pairs, read_mask, split_pairs_by_patient
 from cxrkit.evaluation.segmentation import evaluate_segmenter, segmentation_metrics
 from cxrkit.io import read_image
 from cxrkit.models.segmentation import SEG_ARCHS, create_segmenter, load_segmenter, save_segmenter
+from cxrkit.training.optim import configure
 from cxrkit.training.recipe import Recipe, TrainSpec
 
 log = logging.getLogger(__name__)
@@ -134,13 +136,8 @@ class SegModule(L.LightningModule):
         self._preds, self._targets = [], []
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(self.model.parameters(), lr=self.spec.lr, weight_decay=self.spec.weight_decay)
-        if self.spec.scheduler != "cosine":
-            return opt
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-            opt, T_max=max(1, self.spec.epochs), eta_min=self.spec.lr * 0.02
-        )
-        return {"optimizer": opt, "lr_scheduler": sched}
+        everything = {id(p) for p in self.model.parameters()}  # one learning rate: no new head, nothing frozen
+        return configure(self.model.named_parameters(), everything, self.spec, self.trainer.estimated_stepping_batches)
 
 
 def train_segmentation(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
@@ -179,7 +176,7 @@ def train_segmentation(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
         max_epochs=t.epochs,
         accelerator=t.accelerator,
         devices=1,
-        precision=t.precision,
+        precision=lightning_precision(t.precision),
         max_time=timedelta(minutes=t.max_minutes) if t.max_minutes else None,
         logger=CSVLogger(out, name="logs", version=0),
         callbacks=[best, EarlyStopping(monitor="val_dice", mode="max", patience=t.patience, check_finite=False)],
