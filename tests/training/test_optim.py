@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -83,5 +84,5 @@ def test_warmup_then_cosine_per_step():
     assert lrs[0] == pytest.approx(1 / 21) and lrs[10] == pytest.approx(11 / 21)  # linear warm-up over 20 steps
     assert lrs[20] == pytest.approx(1.0)
     assert lrs[60] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 40 / 80)), abs=1e-6)
-    assert 0.01 <= lrs[-1] < 0.012 and all(a >= b for a, b in zip(lrs[20:], lrs[21:], strict=False))
+    assert 0.01 <= lrs[-1] < 0.012 and all(a >= b for a, b in itertools.pairwise(lrs[20:]))
     assert build_scheduler(opt, TrainSpec(scheduler="none"), 100) is None
