@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cxrkit.commands.common import BackendOpt, PrecisionOpt, setup_logging
+from cxrkit.core.settings import API_KEY_ENV
 
 
 def serve_cmd(
@@ -30,7 +31,7 @@ def serve_cmd(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     api_key: Annotated[
-        str | None, typer.Option("--api-key", envvar="CXRKIT_API_KEY", help="Require this key on /v1 routes.")
+        str | None, typer.Option("--api-key", envvar=API_KEY_ENV, help="Require this key on /v1 routes.")
     ] = None,
     allowed_host: Annotated[
         list[str] | None,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from cxrkit.core.errors import CxrkitError, DataFormatError, ImageDecodeError
+from cxrkit.core.settings import torch_threads_setting
 from cxrkit.core.task import TaskType
 from cxrkit.data.images import load_size
 from cxrkit.data.transforms import ImageTransform
@@ -60,8 +61,7 @@ def configure_threads(threads: int | None = None) -> int:
     Returns the number set.
     """
     if threads is None:
-        env = os.environ.get("CXRKIT_TORCH_THREADS", "").strip()
-        threads = int(env) if env.isdigit() and int(env) > 0 else min(4, max(1, (os.cpu_count() or 1) // 2))
+        threads = torch_threads_setting() or min(4, max(1, (os.cpu_count() or 1) // 2))
     threads = max(1, int(threads))
     torch.set_num_threads(threads)
     return threads

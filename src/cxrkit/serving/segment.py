@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,17 +18,17 @@ import cv2
 import numpy as np
 
 from cxrkit.core.files import atomic_write_bytes, atomic_write_text
+from cxrkit.core.settings import segmenter_setting
 from cxrkit.io import read_image
 from cxrkit.models.lungs import get_segmenter, outline_overlay, segment_image
 from cxrkit.models.segmentation import Segmenter
 
 log = logging.getLogger(__name__)
-SEGMENTER_ENV = "CXRKIT_SEGMENTER"  # which segmenter the server uses (default: the shipped `lungs`)
 
 
 def served_segmenter() -> Segmenter:
     """The segmenter the API uses: ``$CXRKIT_SEGMENTER`` (a bundle name or folder), else ``lungs``."""
-    return get_segmenter(os.environ.get(SEGMENTER_ENV, "").strip() or "lungs")
+    return get_segmenter(segmenter_setting() or "lungs")
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from cxrkit.core.errors import ConfigError
-from cxrkit.core.settings import cxrkit_home
+from cxrkit.core.settings import cxrkit_home, index_setting
 from cxrkit.models import list_bundles
 from cxrkit.models.bundle import default_bundle
 from cxrkit.serving.security import WebPolicy
@@ -38,9 +37,9 @@ def default_models() -> list[str]:
 
 def default_index() -> Path | None:
     """``$CXRKIT_INDEX``, else ``$CXRKIT_HOME/index`` when it holds an index, else None."""
-    env = os.environ.get("CXRKIT_INDEX", "").strip()
-    if env:
-        return Path(env).expanduser()
+    env = index_setting()
+    if env is not None:
+        return env
     local = cxrkit_home() / "index"
     return local if (local / "index.json").is_file() else None
 

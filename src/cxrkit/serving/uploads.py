@@ -10,13 +10,13 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from cxrkit.core.errors import ConfigError, CxrkitError, ImageDecodeError
+from cxrkit.core.settings import MAX_CONCURRENT_ENV, MAX_QUEUE_ENV, max_upload_mb_setting, whole_number_setting
 from cxrkit.io import DecodeLimits, DicomMeta, decode_dicom_with_meta, read_image_bytes, sniff_format
 
 log = logging.getLogger(__name__)
@@ -52,19 +52,14 @@ class ServerLimits:
     def from_env(cls, max_upload_mb: float | None = None, **overrides: Any) -> ServerLimits:
         """Limits from ``max_upload_mb`` or ``$CXRKIT_MAX_UPLOAD_MB`` (default 50), ``$CXRKIT_MAX_CONCURRENT``,
         ``$CXRKIT_MAX_QUEUE``; ``overrides`` (not None) win."""
-        for field, env in (("max_concurrent", "CXRKIT_MAX_CONCURRENT"), ("max_queue", "CXRKIT_MAX_QUEUE")):
-            raw = os.environ.get(env, "").strip()
-            if overrides.get(field) is None and raw:
-                if not raw.isdigit():
-                    raise ConfigError(f"{env} must be a whole number, got {raw!r}.")
-                overrides[field] = int(raw)
+        for field, env in (("max_concurrent", MAX_CONCURRENT_ENV), ("max_queue", MAX_QUEUE_ENV)):
+            if overrides.get(field) is None:
+                overrides[field] = whole_number_setting(env)
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if max_upload_mb is None:
-            raw = os.environ.get("CXRKIT_MAX_UPLOAD_MB", "").strip()
-            try:
-                max_upload_mb = float(raw) if raw else DEFAULT_MAX_UPLOAD_MB
-            except ValueError:
-                raise ConfigError(f"CXRKIT_MAX_UPLOAD_MB must be a number of megabytes, got {raw!r}.") from None
+            max_upload_mb = max_upload_mb_setting()
+        if max_upload_mb is None:
+            max_upload_mb = DEFAULT_MAX_UPLOAD_MB
         if not max_upload_mb > 0:
             raise ConfigError(f"The upload limit must be > 0 MB, got {max_upload_mb}.")
         if overrides.get("max_concurrent", 1) < 1 or overrides.get("max_queue", 0) < 0:
