@@ -9,8 +9,8 @@ from typing import Any
 
 from cxrkit.audit.run import AuditResult
 from cxrkit.core.errors import BundleError
-from cxrkit.core.files import atomic_dir
-from cxrkit.models.bundle import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, resolve_bundle, sha256_file
+from cxrkit.core.files import atomic_dir, sha256_file
+from cxrkit.models.bundle import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, resolve_bundle
 from cxrkit.models.card import render_model_card
 from cxrkit.models.card_audit import AUDIT_KEY
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -24,6 +25,12 @@ def _publish_mode(path: Path, is_dir: bool) -> None:
     """mkstemp/mkdtemp create private (0600/0700) entries; give the result the mode a plain open() would."""
     if path.exists():
         path.chmod((0o777 if is_dir else 0o666) & ~_UMASK)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (``hashlib.file_digest`` reads it in chunks)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @contextlib.contextmanager

@@ -44,8 +44,7 @@ def content_hash(path: str) -> bytes:
         h.update(np.ascontiguousarray(cached_array(str(path))).tobytes())
     else:
         with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+            h = hashlib.file_digest(f, "sha256")
     return h.digest()[:CONTENT_BYTES]
 
 

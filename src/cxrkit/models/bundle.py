@@ -15,7 +15,6 @@ Bundles are found by ``resolve_bundle``: an existing path, else a bundle shipped
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -29,7 +28,7 @@ from torch import nn
 
 import cxrkit
 from cxrkit.core.errors import BundleError, ConfigError, CxrkitError, UnknownNameError
-from cxrkit.core.files import atomic_dir
+from cxrkit.core.files import atomic_dir, sha256_file
 from cxrkit.core.jsonable import json_text
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.core.settings import DEFAULT_MODEL_ENV, cxrkit_home, default_model_setting
@@ -79,12 +78,6 @@ class Bundle:
         return self.label_space.classes
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def normalise_thresholds(

@@ -26,10 +26,10 @@ from torch import nn
 
 import cxrkit
 from cxrkit.core.errors import BundleError, ConfigError, UnknownNameError
-from cxrkit.core.files import atomic_dir
+from cxrkit.core.files import atomic_dir, sha256_file
 from cxrkit.core.jsonable import json_text
 from cxrkit.core.preprocess import Preprocessing
-from cxrkit.models.bundle import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, resolve_bundle, sha256_file
+from cxrkit.models.bundle import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, resolve_bundle
 from cxrkit.models.pretrained import apply_state_dict, efficientnet_lite0_imagenet_state_dict
 
 SEGMENTATION_KIND = "segmentation"

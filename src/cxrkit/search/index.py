@@ -17,7 +17,6 @@ While building, finished embedding chunks are kept in ``<index>.partial/`` so a 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import shutil
@@ -31,7 +30,7 @@ import pandas as pd
 
 import cxrkit
 from cxrkit.core.errors import ConfigError, CxrkitError, DataFormatError
-from cxrkit.core.files import atomic_dir
+from cxrkit.core.files import atomic_dir, sha256_file
 from cxrkit.core.jsonable import json_text
 from cxrkit.core.task import LabelSpace
 from cxrkit.data.align import align_labels
@@ -226,17 +225,9 @@ def _write(
         meta.to_csv(tmp / META_FILE, index=False)
         with open(tmp / LABELS_FILE, "wb") as f:
             np.save(f, np.asarray(labels, np.float32), allow_pickle=False)
-        info["checksums"] = {name: file_sha256(tmp / name) for name in (VECTORS_FILE, META_FILE, LABELS_FILE)}
+        info["checksums"] = {name: sha256_file(tmp / name) for name in (VECTORS_FILE, META_FILE, LABELS_FILE)}
         # index.json last: its presence marks a complete folder.
         (tmp / INFO_FILE).write_text(json_text(info, lenient=True), encoding="utf-8")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _verify_checksums(path: Path, info: dict[str, Any], fix: str) -> None:
@@ -245,7 +236,7 @@ def _verify_checksums(path: Path, info: dict[str, Any], fix: str) -> None:
     if not sums:
         log.warning("Index %s has no checksums (built by an older cxrkit); rebuild it to have them checked.", path)
         return
-    bad = [name for name, want in sums.items() if file_sha256(path / name) != want]
+    bad = [name for name, want in sums.items() if sha256_file(path / name) != want]
     if bad:
         raise IndexFormatError(
             f"Index {path} is corrupt: the SHA-256 of {', '.join(bad)} differs from index.json (a changed or "

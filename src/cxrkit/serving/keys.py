@@ -15,16 +15,17 @@ import hmac
 import secrets
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from cachetools import LRUCache
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cxrkit.core.errors import ConfigError
+from cxrkit.serving.errors import Unauthorized, Unavailable
 from cxrkit.serving.store import ApiKey, AuditEntry, CaseStore
-from cxrkit.serving.uploads import UploadError
 
 SCOPES = ("read", "write", "admin")
 RANK = {s: i for i, s in enumerate(SCOPES)}
@@ -59,7 +60,7 @@ class KeyRing:
         self.max_failures = max_failures
         self.window_s = window_s
         self._failures: dict[str, deque[float]] = {}
-        self._verified: OrderedDict[str, str] = OrderedDict()  # sha256(token) -> key id: skips scrypt
+        self._verified: LRUCache[str, str] = LRUCache(maxsize=1024)  # sha256(token) -> key id: skips scrypt
         self._lock = threading.Lock()
         self._required: tuple[float, bool] = (0.0, False)
 
@@ -131,26 +132,27 @@ class KeyRing:
                 return self.window_s - (now - q[0])
             return 0.0
 
-    def _fail(self, client: str, message: str) -> UploadError:
+    def _fail(self, client: str, message: str) -> Unauthorized:
         with self._lock:
             self._failures.setdefault(client, deque()).append(time.monotonic())
             if len(self._failures) > 10_000:  # bounded memory under a spray of client addresses
                 self._failures.pop(next(iter(self._failures)))
-        return UploadError(401, "unauthorized", message)
+        return Unauthorized(message)
 
     def authenticate(self, token: str | None, client: str) -> Caller:
         """The caller a presented key stands for.
 
         Raises:
-            UploadError: 429 after too many failures from this client, 401 for a missing/unknown/revoked key.
+            Unavailable: 429 after too many failures from this client.
+            Unauthorized: 401 for a missing, unknown or revoked key.
         """
         wait = self._locked_out(client)
         if wait > 0:
-            raise UploadError(
-                429,
+            raise Unavailable(
                 "too_many_failures",
                 f"Too many failed API-key attempts from this client; retry in {int(wait) + 1} s.",
-                headers={"Retry-After": str(int(wait) + 1)},
+                int(wait) + 1,
+                status=429,
             )
         hint = "A valid API key is required: send it in the X-API-Key header (or Authorization: Bearer)."
         if not token:
@@ -173,8 +175,6 @@ class KeyRing:
                 raise self._fail(client, "This API key is unknown or revoked. " + hint)
             with self._lock:
                 self._verified[digest] = key_id
-                while len(self._verified) > 1024:
-                    self._verified.popitem(last=False)
         return Caller(row.id, row.scope)
 
     # -- the audit trail --

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache, cachedmethod
 
 from cxrkit.core.errors import ConfigError, CxrkitError, UnknownNameError
 from cxrkit.core.task import TaskType
@@ -59,19 +59,16 @@ class ServedModel:
 
 
 class OverlayCache:
-    """The last few overlays made with overlay=url, by analysis ID (bounded memory)."""
+    """The last few overlays made with overlay=url, by analysis ID (bounded memory, shared by request threads)."""
 
     def __init__(self, size: int = 64):
         self.size = size
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._items: LRUCache[str, bytes] = LRUCache(maxsize=size)
         self._lock = threading.Lock()
 
     def put(self, key: str, png: bytes) -> None:
         with self._lock:
             self._items[key] = png
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
 
     def get(self, key: str) -> bytes | None:
         with self._lock:
@@ -89,7 +86,7 @@ class ServerState:
     overlays: OverlayCache = field(default_factory=OverlayCache)
     work: WorkQueue = field(default_factory=WorkQueue)
     keys: KeyRing = field(init=False)
-    _thumbs: OrderedDict[tuple[int, int], bytes | None] = field(default_factory=OrderedDict)
+    _thumbs: LRUCache[tuple[int, int], bytes | None] = field(default_factory=lambda: LRUCache(maxsize=512))
     _thumb_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -115,27 +112,19 @@ class ServerState:
             raise UnknownNameError("model", name, self.models)
         return self.models[name]
 
+    @cachedmethod(lambda self: self._thumbs, lock=lambda self: self._thumb_lock)
     def thumbnail(self, row: int, size: int) -> bytes | None:
-        """PNG thumbnail of index row ``row`` (cached); None when its file cannot be read."""
+        """PNG thumbnail of index row ``row`` (cached, unreadable files too); None when its file cannot be read."""
         from cxrkit.io import read_image
         from cxrkit.serving.render import array_png
 
-        key = (row, size)
-        with self._thumb_lock:
-            if key in self._thumbs:
-                return self._thumbs[key]
         assert self.index is not None
         path = str(self.index.frame["path"].iat[row])
         try:
-            png: bytes | None = array_png(read_image(path), max_side=size)
+            return array_png(read_image(path), max_side=size)
         except CxrkitError:
             log.warning("index row %d: its image cannot be read", row)
-            png = None
-        with self._thumb_lock:
-            self._thumbs[key] = png
-            while len(self._thumbs) > 512:
-                self._thumbs.popitem(last=False)
-        return png
+            return None
 
 
 def served_name(ref: str | Path, predictor: Predictor) -> str:
