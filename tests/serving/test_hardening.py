@@ -202,14 +202,14 @@ def test_work_queue_pixel_budget_and_bound():
     """5: slots and a pixel budget bound concurrent work; a full queue refuses at once with Retry-After."""
     import threading
 
-    from cxrkit.serving.uploads import UploadError
+    from cxrkit.serving.errors import Unavailable
     from cxrkit.serving.workqueue import WorkQueue
 
     q = WorkQueue(slots=2, max_waiting=1, pixel_budget=100, wait_s=0.3)
     with q.slot(80):
         # A second big image does not fit the pixel budget beside the first: it waits, then times out.
         t0 = time.perf_counter()
-        with pytest.raises(UploadError) as err, q.slot(80):
+        with pytest.raises(Unavailable) as err, q.slot(80):
             pass
         assert err.value.status == 503 and err.value.headers["Retry-After"]
         assert 0.25 < time.perf_counter() - t0 < 2
@@ -217,14 +217,14 @@ def test_work_queue_pixel_budget_and_bound():
             pass
 
         def wait_and_time_out() -> None:
-            with pytest.raises(UploadError), q.slot(80):
+            with pytest.raises(Unavailable), q.slot(80):
                 pass
 
         blocker = threading.Thread(target=wait_and_time_out)
         blocker.start()
         time.sleep(0.05)  # it is waiting now: the queue (1 place) is full, the next is refused at once
         t0 = time.perf_counter()
-        with pytest.raises(UploadError, match="busy"), q.slot(80):
+        with pytest.raises(Unavailable, match="busy"), q.slot(80):
             pass
         assert time.perf_counter() - t0 < 0.1
         blocker.join()

@@ -23,13 +23,14 @@ from cxrkit.core.errors import CxrkitError, UnknownNameError
 from cxrkit.models.engine import InferenceOptions
 from cxrkit.search import CaseIndex, load_index
 from cxrkit.serving.deps import API_KEY_HEADER
+from cxrkit.serving.errors import ApiError
 from cxrkit.serving.middleware import AccessLogMiddleware, AuditMiddleware, BodyLimitMiddleware
 from cxrkit.serving.predictor import Predictor
 from cxrkit.serving.routes import v1_router
 from cxrkit.serving.security import SameOriginMiddleware, SecurityHeadersMiddleware, WebPolicy, offline_docs
 from cxrkit.serving.state import ServerState, load_models, pick_index_model
 from cxrkit.serving.store import CaseStore
-from cxrkit.serving.uploads import ServerLimits, UploadError
+from cxrkit.serving.uploads import ServerLimits
 from cxrkit.serving.webpage import INDEX_HTML
 
 log = logging.getLogger("cxrkit.serving")
@@ -100,10 +101,10 @@ def create_app(
     app.add_middleware(AccessLogMiddleware)
     offline_docs(app)
 
-    @app.exception_handler(UploadError)
-    async def _upload_error(_: Request, err: UploadError) -> JSONResponse:
-        resp = _error(err.status, err.code, str(err))
-        resp.headers.update(err.headers)
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, err: ApiError) -> JSONResponse:
+        resp = _error(err.status_code, err.code, str(err.detail))
+        resp.headers.update(err.headers or {})
         return resp
 
     @app.exception_handler(UnknownNameError)

@@ -12,13 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, File, Form, Request, UploadFile
+from fastapi import Depends, File, Form, Request, Security, UploadFile
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 import cxrkit
 from cxrkit.io import declared_pixels
+from cxrkit.serving.errors import Forbidden
 from cxrkit.serving.keys import RANK, Caller
 from cxrkit.serving.state import ServerState
-from cxrkit.serving.uploads import UploadError, read_bounded
+from cxrkit.serving.uploads import read_bounded
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -31,20 +33,29 @@ def get_state(request: Request) -> ServerState:
 StateDep = Annotated[ServerState, Depends(get_state)]
 
 
-def presented_key(request: Request) -> str | None:
-    """The API key sent in ``X-API-Key`` or ``Authorization: Bearer``; None when there is none."""
-    given = request.headers.get(API_KEY_HEADER)
-    auth = request.headers.get("Authorization", "")
-    if given is None and auth.lower().startswith("bearer "):
-        given = auth[7:].strip()
-    return given or None
+# The two ways a client may send its key, as fastapi.security schemes (so /docs and the OpenAPI schema show
+# them); neither raises by itself: an open server needs no key, and the answer to a bad one is ours (401 JSON).
+api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key (`cxr keys add`).")
+bearer_token = HTTPBearer(auto_error=False, description="The same API key as a bearer token.")
 
 
-def current_caller(request: Request, state: StateDep) -> Caller:
+def presented_key(
+    header: Annotated[str | None, Security(api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_token)],
+) -> str | None:
+    """The API key sent in ``X-API-Key`` (first) or ``Authorization: Bearer``; None when there is none."""
+    if header:
+        return header
+    if bearer is None:
+        return None
+    return bearer.credentials.strip() or None
+
+
+def current_caller(request: Request, state: StateDep, token: Annotated[str | None, Depends(presented_key)]) -> Caller:
     """Who makes this request (once per request): anyone on an open server, else the key's holder.
 
     Raises:
-        UploadError: 401 no/bad key, 429 too many failed attempts from this client.
+        Unauthorized: 401 no/bad key. Unavailable: 429 too many failed attempts from this client.
     """
     known = getattr(request.state, "caller", None)
     if known is not None:
@@ -53,7 +64,7 @@ def current_caller(request: Request, state: StateDep) -> Caller:
         caller = Caller(None, "admin")
     else:
         client = request.client.host if request.client else "unknown"
-        caller = state.keys.authenticate(presented_key(request), client)
+        caller = state.keys.authenticate(token, client)
     request.state.caller = caller
     return caller
 
@@ -61,14 +72,11 @@ def current_caller(request: Request, state: StateDep) -> Caller:
 def require(scope: str) -> Any:
     """A dependency: the caller, whose key must have ``scope`` (read < write < admin), else 403."""
 
-    def check(request: Request, state: StateDep) -> Caller:
-        caller = current_caller(request, state)
+    def check(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
         if RANK[caller.scope] < RANK[scope]:
-            raise UploadError(
-                403,
-                "forbidden",
+            raise Forbidden(
                 f"This API key has scope {caller.scope!r}; this route needs {scope!r} "
-                f"(an admin creates one with `cxr keys add --scope {scope}`).",
+                f"(an admin creates one with `cxr keys add --scope {scope}`)."
             )
         if RANK[scope] > RANK.get(caller.action, 0):
             caller.action = scope

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from cxrkit.search.timeline import SEVERITY_RULE, drift_verdict, timeline_plot
-from cxrkit.serving.uploads import UploadError
+from cxrkit.serving.errors import ApiError
 
 log = logging.getLogger(__name__)
 _PLOT_LOCK = threading.Lock()  # matplotlib's font cache and state are not meant for concurrent drawing
@@ -98,6 +98,4 @@ def timeline_png(timeline: dict[str, Any]) -> bytes:
             return out.read_bytes()
     except Exception as err:  # a traceback would carry the patient ID (in the title) into the log
         log.error("timeline plot failed (%s)", type(err).__name__)
-        raise UploadError(
-            500, "render_failed", "The timeline could not be drawn; its JSON is at .../timeline."
-        ) from None
+        raise ApiError(500, "render_failed", "The timeline could not be drawn; its JSON is at .../timeline.") from None

@@ -15,9 +15,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from cxrkit.core.errors import ConfigError, CxrkitError, ImageDecodeError
+from cxrkit.core.errors import ConfigError, ImageDecodeError
 from cxrkit.core.settings import MAX_CONCURRENT_ENV, MAX_QUEUE_ENV, max_upload_mb_setting, whole_number_setting
 from cxrkit.io import DecodeLimits, DicomMeta, decode_dicom_with_meta, read_image_bytes, sniff_format
+from cxrkit.serving.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +26,8 @@ DEFAULT_MAX_UPLOAD_MB = 50.0
 READ_CHUNK = 1 << 20
 
 
-class UploadError(CxrkitError):
-    """An upload the server refuses; ``status`` is the HTTP status, ``code`` a short machine-readable name."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.headers = headers or {}
+class UploadError(ApiError):
+    """An upload (or a form field sent with it) the server refuses: 413, 415 or 422, with a short ``code``."""
 
 
 @dataclass(frozen=True)

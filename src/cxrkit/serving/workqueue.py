@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from cxrkit.serving.uploads import UploadError
+from cxrkit.serving.errors import Unavailable
 
 TRIM_ABOVE_PIXELS = 4_000_000
 
@@ -54,22 +54,17 @@ class WorkQueue:
             return False
         return self._running == 0 or self._pixels + pixels <= self.pixel_budget
 
-    def _busy(self, why: str) -> UploadError:
+    def _busy(self, why: str) -> Unavailable:
         self.refused += 1
         retry = max(1, math.ceil(min(self.wait_s, 5.0)))
-        return UploadError(
-            503,
-            "busy",
-            f"The server is busy ({why}); retry in {retry} s. Nothing was recorded.",
-            headers={"Retry-After": str(retry)},
-        )
+        return Unavailable("busy", f"The server is busy ({why}); retry in {retry} s. Nothing was recorded.", retry)
 
     @contextmanager
     def slot(self, pixels: int) -> Iterator[None]:
         """Hold a work slot and ``pixels`` of the budget while the body runs.
 
         Raises:
-            UploadError: 503 ``busy`` (with ``Retry-After``) when the queue is full or the wait times out.
+            Unavailable: 503 ``busy`` (with ``Retry-After``) when the queue is full or the wait times out.
         """
         pixels = max(0, int(pixels))
         with self._cond:

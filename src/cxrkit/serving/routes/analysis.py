@@ -14,6 +14,7 @@ from fastapi import APIRouter, Form, Header
 from fastapi.responses import Response
 
 from cxrkit.serving.deps import DateField, FileField, ModelField, PatientField, StateDep, WorkSlot, Writer
+from cxrkit.serving.errors import ApiError, NotFound
 from cxrkit.serving.keys import Caller
 from cxrkit.serving.render import array_png, encode_map, overlay_png
 from cxrkit.serving.state import ServedModel, ServerState
@@ -68,7 +69,7 @@ def prepare_upload(
 def analysis_outputs(served: ServedModel, probs: np.ndarray, upload: DecodedUpload) -> dict[str, Any]:
     """What is stored and returned for one analysed image (ranked, findings, probabilities, severity...)."""
     if not np.isfinite(probs).all():
-        raise UploadError(422, "non_finite_output", "The model gave no finite probabilities for this image.")
+        raise ApiError(422, "non_finite_output", "The model gave no finite probabilities for this image.")
     out = served.predictor.interpret(probs)
     return {
         "ranked": out["ranked"],
@@ -123,14 +124,14 @@ def replayed(state: ServerState, caller: Caller, key: str | None, request_sha: s
     """The saved first response to this Idempotency-Key, or None when the key is new (or absent).
 
     Raises:
-        UploadError: 422 when the key was used before for a different request.
+        ApiError: 422 when the key was used before for a different request.
     """
     if not key:
         return None
     try:
         first = state.store.replay(key, caller.principal, request_sha)
     except IdempotencyConflict:
-        raise UploadError(
+        raise ApiError(
             422,
             "idempotency_key_reused",
             "This Idempotency-Key was used before for a different request; use a new key for a new request.",
@@ -206,9 +207,9 @@ def explain(
     """A heatmap of what drove the prediction: overlay PNG, raw map, boxes; plus the prediction. Recorded."""
     t0 = time.perf_counter()
     if overlay not in ("base64", "url"):
-        raise UploadError(422, "bad_option", f"overlay must be 'base64' or 'url', got {overlay!r}.")
+        raise ApiError(422, "bad_option", f"overlay must be 'base64' or 'url', got {overlay!r}.")
     if map_format not in ("list", "npy", "none"):
-        raise UploadError(422, "bad_option", f"map_format must be 'list', 'npy' or 'none', got {map_format!r}.")
+        raise ApiError(422, "bad_option", f"map_format must be 'list', 'npy' or 'none', got {map_format!r}.")
     fields = {"patient_id": patient_id, "study_date": study_date, "model": model, "method": method, "target": target,
               "overlay": overlay, "map_format": map_format, "map_size": map_size, "include_image": include_image}  # fmt: skip
     request_sha = fingerprint("explain", file, **fields)
@@ -256,9 +257,7 @@ def explain_overlay(state: StateDep, analysis_id: str) -> Response:
     """The overlay of a recent /v1/explain call made with overlay=url (kept in memory for a while)."""
     png = state.overlays.get(analysis_id)
     if png is None:
-        raise UploadError(
-            404, "not_found", "No overlay kept for this analysis (expired or never made); re-run /v1/explain."
-        )
+        raise NotFound("No overlay kept for this analysis (expired or never made); re-run /v1/explain.")
     return Response(png, media_type="image/png")
 
 
@@ -267,5 +266,5 @@ def get_analysis(state: StateDep, analysis_id: str) -> dict[str, Any]:
     """One recorded analysis: time, model, input SHA-256, patient, study date, outputs."""
     rec = state.store.get(analysis_id) if len(analysis_id) <= 64 else None
     if rec is None:
-        raise UploadError(404, "not_found", f"No analysis with ID {analysis_id[:64]!r}.")
+        raise NotFound(f"No analysis with ID {analysis_id[:64]!r}.")
     return rec

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from cxrkit.serving.deps import StateDep
+from cxrkit.serving.errors import NotFound
 from cxrkit.serving.state import ServerState
 from cxrkit.serving.timeline import build_patient_timeline, timeline_png
-from cxrkit.serving.uploads import UploadError, clean_patient_id
+from cxrkit.serving.uploads import clean_patient_id
 
 router = APIRouter(tags=["patients"])
 
@@ -31,7 +32,5 @@ def timeline_or_404(state: ServerState, patient_id: str, model: str | None) -> d
     pid = clean_patient_id(patient_id)
     rows = state.store.patient_analyses(pid or "", model) if pid else []
     if not rows:
-        raise UploadError(
-            404, "not_found", "No analyses are recorded for this patient" + (" with this model." if model else ".")
-        )
+        raise NotFound("No analyses are recorded for this patient" + (" with this model." if model else "."))
     return build_patient_timeline(pid or "", rows, model)

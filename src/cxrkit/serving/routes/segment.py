@@ -12,8 +12,9 @@ from fastapi import APIRouter, Form
 from cxrkit.core.errors import CxrkitError
 from cxrkit.models.lungs import outline_layer, outline_overlay
 from cxrkit.serving.deps import FileField, StateDep, WorkSlot
+from cxrkit.serving.errors import NotFound
 from cxrkit.serving.segment import describe_segmenter, png_bytes, segment_mask, served_segmenter
-from cxrkit.serving.uploads import UploadError, decode_upload, read_bounded
+from cxrkit.serving.uploads import decode_upload, read_bounded
 
 log = logging.getLogger("cxrkit.serving")
 
@@ -45,7 +46,7 @@ def segment(
         segmenter = served_segmenter()
     except CxrkitError as err:
         # Not configured here (like /v1/similar without an index): a 404 the client can act on, not a 5xx.
-        raise UploadError(404, "no_segmenter", f"No lung segmenter is available on this server: {err}") from err
+        raise NotFound(f"No lung segmenter is available on this server: {err}", "no_segmenter") from err
     upload = decode_upload(read_bounded(file.file, state.limits.max_upload_bytes), state.limits)
     record, mask = segment_mask(upload.image, segmenter)
     answer: dict[str, Any] = {"segmenter": describe_segmenter(segmenter), **record, "input": upload.describe()}

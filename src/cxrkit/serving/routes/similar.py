@@ -9,7 +9,8 @@ from fastapi import APIRouter, Form, Query
 from fastapi.responses import Response
 
 from cxrkit.serving.deps import FileField, StateDep, WorkSlot
-from cxrkit.serving.uploads import UploadError, decode_upload, read_bounded
+from cxrkit.serving.errors import ApiError, NotFound
+from cxrkit.serving.uploads import decode_upload, read_bounded
 
 router = APIRouter(tags=["similar cases"])
 
@@ -23,14 +24,13 @@ def similar(
 ) -> dict[str, Any]:
     """The k most similar indexed cases (labels, patient, similarity); needs a configured index."""
     if state.index is None or state.index_model is None:
-        raise UploadError(
-            404,
-            "no_index",
+        raise NotFound(
             "No similar-case index is configured on this server. Build one with `cxr index build --model "
             "MODEL DATA --out INDEX_DIR` and start the server with `cxr serve --index INDEX_DIR`.",
+            "no_index",
         )
     if k > state.limits.max_k:
-        raise UploadError(422, "bad_option", f"k must be at most {state.limits.max_k}, got {k}.")
+        raise ApiError(422, "bad_option", f"k must be at most {state.limits.max_k}, got {k}.")
     upload = decode_upload(read_bounded(file.file, state.limits.max_upload_bytes), state.limits)
     vec = state.index_model.predictor.embed([upload.image])
     sims, ids = state.index.search(vec, k)
@@ -55,10 +55,10 @@ def similar(
 def index_image(state: StateDep, row: int, size: Annotated[int, Query(ge=16, le=1024)] = 256) -> Response:
     """A thumbnail (PNG) of the indexed image at ``row`` (only images in the index are served)."""
     if state.index is None:
-        raise UploadError(404, "no_index", "No similar-case index is configured on this server.")
+        raise NotFound("No similar-case index is configured on this server.", "no_index")
     if not 0 <= row < len(state.index):
-        raise UploadError(404, "not_found", f"Row {row} is not in the index (it has {len(state.index)} rows).")
+        raise NotFound(f"Row {row} is not in the index (it has {len(state.index)} rows).")
     png = state.thumbnail(row, size)
     if png is None:
-        raise UploadError(404, "image_missing", f"The image of index row {row} can no longer be read on the server.")
+        raise NotFound(f"The image of index row {row} can no longer be read on the server.", "image_missing")
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
