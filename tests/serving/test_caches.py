@@ -20,7 +20,7 @@ def test_overlay_cache_keeps_the_recently_used():
 def test_thumbnails_are_read_once(make_client, serving_index, monkeypatch):
     import cxrkit.io
 
-    client, app = make_client(index=serving_index)
+    client, _ = make_client(index=serving_index)
     reads = []
     real = cxrkit.io.read_image
     monkeypatch.setattr(cxrkit.io, "read_image", lambda path, *a, **k: reads.append(path) or real(path, *a, **k))

@@ -2,9 +2,7 @@
 
 from cxrkit.explain.boxes import cam_to_boxes
 from cxrkit.explain.cam import (
-    BinaryLogitTarget,
     CamResult,
-    LogitTarget,
     cam_to_original,
     compute_cams,
     compute_cams_for_model,
@@ -26,9 +24,7 @@ from cxrkit.explain.overlay import heatmap, overlay
 from cxrkit.explain.sanity import randomization_check, randomized_model, rank_correlation
 
 __all__ = [
-    "BinaryLogitTarget",
     "CamResult",
-    "LogitTarget",
     "best_box_iou",
     "box_iou",
     "cam_to_boxes",

@@ -62,36 +62,6 @@ def normalise_method(method: str) -> str:
     return key
 
 
-class BinaryLogitTarget:
-    """Target of a one-output (binary) model: the logit for the positive class, its negation for the negative.
-
-    The negative class's probability is ``1 - sigmoid(z) = sigmoid(-z)``, so ``-z`` is its logit.
-    """
-
-    def __init__(self, positive: bool):
-        self.positive = positive
-
-    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        z = model_output[..., 0]
-        return z if self.positive else -z
-
-    def __repr__(self) -> str:
-        return f"BinaryLogitTarget(positive={self.positive})"
-
-
-class LogitTarget:
-    """Target of a multiclass (pre-softmax) or multilabel (pre-sigmoid) head: the logit of one output."""
-
-    def __init__(self, index: int):
-        self.index = index
-
-    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        return model_output[..., self.index]
-
-    def __repr__(self) -> str:
-        return f"LogitTarget({self.index})"
-
-
 @dataclass
 class CamResult:
     """The explanation of one image.
@@ -133,11 +103,18 @@ def predicted_class(probs: np.ndarray, label_space: LabelSpace, thresholds: dict
     return int(np.argmax(probs))
 
 
-def cam_target(label_space: LabelSpace, class_index: int) -> BinaryLogitTarget | LogitTarget:
-    """The pytorch-grad-cam target that scores ``classes[class_index]``."""
+def cam_target(label_space: LabelSpace, class_index: int) -> Any:
+    """The pytorch-grad-cam target that scores ``classes[class_index]``.
+
+    A binary model has one logit z for the positive class; the negative class's probability is
+    ``sigmoid(-z)``, so its target is ``-z`` (``BinaryClassifierOutputTarget(0)``). Multiclass (pre-softmax)
+    and multilabel (pre-sigmoid) heads: the logit of that output (``ClassifierOutputTarget``).
+    """
+    from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget, ClassifierOutputTarget
+
     if label_space.task is TaskType.BINARY:
-        return BinaryLogitTarget(positive=class_index == 1)
-    return LogitTarget(class_index)
+        return BinaryClassifierOutputTarget(class_index)
+    return ClassifierOutputTarget(class_index)
 
 
 def letterbox_geometry(h: int, w: int, size: int) -> tuple[int, int, int, int]:
