@@ -78,8 +78,6 @@ class Bundle:
         return self.label_space.classes
 
 
-
-
 def normalise_thresholds(
     thresholds: Mapping[str, float] | Sequence[float] | float | None, label_space: LabelSpace
 ) -> dict[str, float]:

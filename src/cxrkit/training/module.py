@@ -14,7 +14,7 @@ from cxrkit.core.task import LabelSpace
 from cxrkit.models.heads import logits_to_proba
 from cxrkit.models.tta import tta_mean
 from cxrkit.training.losses import TaskLoss, distillation_loss, mix_batch
-from cxrkit.training.metrics import TaskMetrics
+from cxrkit.training.metrics import TaskMetrics, accuracy_metric, metric_inputs
 from cxrkit.training.optim import configure
 from cxrkit.training.recipe import TrainSpec
 
@@ -50,7 +50,7 @@ class CxrClassifier(L.LightningModule):
         # The EMA copy is a submodule: it is saved in checkpoints, validated, and becomes the bundle's model.
         self.ema = ModelEmaV3(model, decay=train.ema, use_warmup=True) if train.ema else None
         self._teacher = [teacher] if teacher is not None else []  # a list: not a submodule, not in checkpoints
-        self.train_metrics = TaskMetrics(label_space, auroc=False)
+        self.train_acc = accuracy_metric(label_space)  # computed and reset by Lightning at each epoch's end
         self.val_metrics = TaskMetrics(label_space)
         self.last_val: dict[str, Any] = {}
 
@@ -114,13 +114,10 @@ class CxrClassifier(L.LightningModule):
             kd = distillation_loss(logits, soft, self.label_space.task, self.spec.distill_temperature)
             self.log("train_distill_loss", kd, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
             loss = (1 - self.spec.distill_alpha) * loss + self.spec.distill_alpha * kd
-        self.train_metrics.update(logits_to_proba(logits.detach(), self.label_space), y)
+        self.train_acc.update(*metric_inputs(logits_to_proba(logits.detach(), self.label_space), y, self.label_space))
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        self.log("train_acc", self.train_metrics.compute()["accuracy"], sync_dist=False)  # synced by torchmetrics
-        self.train_metrics.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
