@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from cxrkit.core.errors import ConfigError
-from cxrkit.core.precision import lightning_precision
+from cxrkit.core.precision import PRECISIONS, lightning_precision
+from cxrkit.models.engine import PRECISIONS as INFERENCE_PRECISIONS
 from cxrkit.models.registry import get_model_info
 from cxrkit.training.recipe import load_recipe
 
@@ -68,6 +69,7 @@ def test_one_precision_vocabulary():
     assert load_recipe(None, ["data.sources=[a]", "train.precision=bf16-mixed"]).train.precision == "bf16"
     assert load_recipe(None, ["data.sources=[a]", "train.precision=32-true"]).train.precision == "fp32"
     assert (lightning_precision("bf16"), lightning_precision("fp32")) == ("bf16-mixed", "32-true")
+    assert ("auto", *PRECISIONS) == INFERENCE_PRECISIONS  # inference adds only "auto" to the same words
 
 
 def test_a_single_source_or_teacher_may_be_a_string():

@@ -45,6 +45,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cxrkit.core.errors import ConfigError, ImageDecodeError
+from cxrkit.core.precision import PRECISIONS as NUMERIC_PRECISIONS
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.core.progress import Progress
 from cxrkit.core.task import LabelSpace
@@ -60,7 +61,7 @@ from cxrkit.models.tta import bundle_tta, check_tta, tta_mean
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", *NUMERIC_PRECISIONS)  # auto: bf16 where native and the bundle passed its check
 DECODERS = ("auto", "cpu", "gpu")
 BF16_AUROC_TOLERANCE = 0.002
 SMALL_BATCH = 8  # batches up to this size replay CUDA graphs when compiled

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cxrkit.core.errors import ConfigError
 from cxrkit.core.files import atomic_path
+from cxrkit.core.precision import lightning_precision
 from cxrkit.data.images import load_image
 from cxrkit.data.table import CxrTable
 from cxrkit.data.transforms import ImageTransform
@@ -219,7 +220,7 @@ def embed_table_sharded(
         devices=int(devices),
         num_nodes=int(num_nodes),
         strategy=strategy,
-        precision="32-true",
+        precision=lightning_precision("fp32"),
         callbacks=[ShardWriter(folder, key)],
         logger=False,
         enable_checkpointing=False,
