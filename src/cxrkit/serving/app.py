@@ -13,17 +13,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
-from sqlalchemy.exc import SQLAlchemyError
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import cxrkit
-from cxrkit.core.errors import CxrkitError, UnknownNameError
 from cxrkit.models.engine import InferenceOptions
 from cxrkit.search import CaseIndex, load_index
 from cxrkit.serving.deps import API_KEY_HEADER
-from cxrkit.serving.errors import ApiError
+from cxrkit.serving.errors import install_error_handlers
 from cxrkit.serving.middleware import AccessLogMiddleware, AuditMiddleware, BodyLimitMiddleware
 from cxrkit.serving.predictor import Predictor
 from cxrkit.serving.routes import v1_router
@@ -36,10 +34,6 @@ from cxrkit.serving.webpage import INDEX_HTML
 log = logging.getLogger("cxrkit.serving")
 
 FORM_OVERHEAD = 1 << 20  # multipart framing and the small form fields around the file
-
-
-def _error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail, "code": code}, status_code=status)
 
 
 def create_app(
@@ -101,26 +95,7 @@ def create_app(
     app.add_middleware(AccessLogMiddleware)
     offline_docs(app)
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, err: ApiError) -> JSONResponse:
-        resp = _error(err.status_code, err.code, str(err.detail))
-        resp.headers.update(err.headers or {})
-        return resp
-
-    @app.exception_handler(UnknownNameError)
-    async def _unknown_name(_: Request, err: UnknownNameError) -> JSONResponse:
-        return _error(422, "unknown_name", str(err))
-
-    @app.exception_handler(SQLAlchemyError)
-    async def _store_error(_: Request, err: SQLAlchemyError) -> JSONResponse:
-        log.error("case store error: %s", type(err).__name__)
-        return _error(
-            503, "store_unavailable", "The case store is unavailable; the analysis was not recorded. Retry later."
-        )
-
-    @app.exception_handler(CxrkitError)
-    async def _cxrkit_error(_: Request, err: CxrkitError) -> JSONResponse:
-        return _error(422, "invalid", str(err))
+    install_error_handlers(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:

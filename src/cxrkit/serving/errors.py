@@ -7,7 +7,15 @@ is the one for a refused upload (413, 415, 422).
 
 from __future__ import annotations
 
-from fastapi import HTTPException
+import logging
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from cxrkit.core.errors import CxrkitError, UnknownNameError
+
+log = logging.getLogger("cxrkit.serving")
 
 
 class ApiError(HTTPException):
@@ -51,3 +59,36 @@ class Unavailable(ApiError):
 
     def __init__(self, code: str, message: str, retry_after: int, status: int = 503):
         super().__init__(status, code, message, headers={"Retry-After": str(int(retry_after))})
+
+
+def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON every API error is answered with."""
+    return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=headers)
+
+
+async def _api_error(_: Request, err: ApiError) -> JSONResponse:
+    return error_response(err.status_code, err.code, str(err.detail), dict(err.headers or {}))
+
+
+async def _unknown_name(_: Request, err: UnknownNameError) -> JSONResponse:
+    return error_response(422, "unknown_name", str(err))
+
+
+async def _store_error(_: Request, err: SQLAlchemyError) -> JSONResponse:
+    log.error("case store error: %s", type(err).__name__)
+    return error_response(
+        503, "store_unavailable", "The case store is unavailable; the analysis was not recorded. Retry later."
+    )
+
+
+async def _cxrkit_error(_: Request, err: CxrkitError) -> JSONResponse:
+    return error_response(422, "invalid", str(err))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer ``ApiError`` with its status, an unknown name (a model, a class) and any other ``CxrkitError`` with
+    422, and a case-store failure with 503: bad input is never a 5xx with a traceback."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(UnknownNameError, _unknown_name)
+    app.add_exception_handler(SQLAlchemyError, _store_error)
+    app.add_exception_handler(CxrkitError, _cxrkit_error)
