@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 from cxrkit.audit import card_summary, record_audit, write_audit_report
 from cxrkit.core.errors import BundleError
+from cxrkit.core.files import sha256_file
 from cxrkit.data import write_manifest
 from cxrkit.models import create_model, load_bundle, save_bundle
-from cxrkit.models.bundle import WEIGHTS_FILE, sha256_file
+from cxrkit.models.bundle import WEIGHTS_FILE
 from cxrkit.models.card import render_model_card
 from tests.audit.conftest import PREP, SIZE, SPACE
 

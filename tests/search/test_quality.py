@@ -10,7 +10,7 @@ import pytest
 
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.search import evaluate_index, load_index, new_faiss_index
-from cxrkit.search.index import FORMAT_VERSION, _write
+from cxrkit.search.index_files import FORMAT_VERSION, write_index_folder
 
 SPACE = LabelSpace(TaskType.BINARY, ("NORMAL", "PNEUMONIA"))
 
@@ -34,7 +34,7 @@ def make_index(path: Path, vectors: np.ndarray, patients: list[str | None], clas
         "model": {"fingerprint": "f" * 64, "architecture": "none", "name": "synthetic"},
         "label_space": SPACE.to_dict(),
     }
-    _write(path, info, index, frame, labels)
+    write_index_folder(path, info, index, frame, labels)
     return path
 
 

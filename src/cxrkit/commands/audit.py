@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.commands.common import BackendOpt, PrecisionOpt, print_json, setup_logging
+from cxrkit.commands.common import BackendOpt, PrecisionOpt, QuietOpt, print_json, setup_logging
 
 
 def audit_cmd(
@@ -41,7 +41,7 @@ def audit_cmd(
     backend: BackendOpt = "torch",
     precision: PrecisionOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Shortcut audit: does the model read the lungs, or the source, the markers and the border? One verdict per check."""
     import sys

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.commands.common import friendly_errors, print_json, setup_logging
+from cxrkit.commands.common import QuietOpt, friendly_errors, print_json, setup_logging
 
 data_app = typer.Typer(no_args_is_help=True)
 
@@ -19,7 +19,6 @@ FormatOpt = Annotated[
     str | None,
     typer.Option("--format", "-f", help="folder | nih | covid | radiography | medmnist | csv (default: detect)."),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
 HarmoniseOpt = Annotated[
     bool,
     typer.Option(

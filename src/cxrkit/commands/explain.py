@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.commands.common import BackendOpt, DefaultModelOpt, PrecisionOpt, print_json, setup_logging
+from cxrkit.commands.common import BackendOpt, DefaultModelOpt, PrecisionOpt, QuietOpt, print_json, setup_logging
 
 
 def explain_cmd(
@@ -29,7 +29,7 @@ def explain_cmd(
     backend: BackendOpt = "torch",
     precision: PrecisionOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Heatmaps of where the model looks (Grad-CAM and friends), boxes around hot regions, and with
     --boxes the pointing-game hit rate and IoU against ground-truth boxes. The probabilities are computed

@@ -7,14 +7,14 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.commands.common import DefaultModelOpt, print_json, setup_logging
+from cxrkit.commands.common import DefaultModelOpt, QuietOpt, print_json, setup_logging
 
 
 def export_cmd(
     onnx: Annotated[Path, typer.Option("--onnx", help="Where to write the .onnx file.")],
     model: DefaultModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Export a model to ONNX (outputs: logits, embedding), checked against PyTorch within 1e-4."""
     from cxrkit.models import load_bundle, resolve_bundle

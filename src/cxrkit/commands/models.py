@@ -12,6 +12,7 @@ from cxrkit.commands.common import (
     CompileOpt,
     DefaultModelOpt,
     PrecisionOpt,
+    QuietOpt,
     friendly_errors,
     print_json,
     setup_logging,
@@ -19,7 +20,6 @@ from cxrkit.commands.common import (
 
 models_app = typer.Typer(no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="A shipped bundle name or a bundle folder.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Exit with status 1 when any image could not be read (default: skip it, warn).")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.commands.common import print_json, setup_logging
+from cxrkit.commands.common import QuietOpt, print_json, setup_logging
 
 
 def segment_cmd(
@@ -17,7 +17,7 @@ def segment_cmd(
     ],
     model: Annotated[str, typer.Option("--model", "-m", help="A segmentation bundle name or folder.")] = "lungs",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Segment the lungs: a mask PNG at each image's size (255 = lung), an outline overlay, the lung box
     and lung area fraction; warns when no lungs are found (a lateral view, or not a chest X-ray)."""

@@ -7,67 +7,70 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.commands.common import BackendOpt, PrecisionOpt, setup_logging
+from cxrkit.commands.common import BackendOpt, PrecisionOpt, QuietOpt, setup_logging
 from cxrkit.core.settings import API_KEY_ENV
+
+ModelOpt = Annotated[
+    list[str] | None,
+    typer.Option("--model", "-m", help="Bundle name or folder (repeatable). Default: every shipped/installed bundle."),
+]
+IndexOpt = Annotated[
+    Path | None,
+    typer.Option("--index", help="Similar-case index folder (default $CXRKIT_INDEX, or $CXRKIT_HOME/index if built)."),
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="Case store URL (default sqlite under CXRKIT_HOME; or postgresql+psycopg://...)."),
+]
+ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", envvar=API_KEY_ENV, help="Require this key on /v1 routes.")]
+AllowedHostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allowed-host",
+        help="Extra Host name the server answers (repeatable); default the bind host and localhost names.",
+    ),
+]
+AllowedOriginOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allowed-origin",
+        help="Another origin (https://host[:port]) whose pages may POST here (repeatable); default none.",
+    ),
+]
+MaxUploadMbOpt = Annotated[
+    float | None, typer.Option("--max-upload-mb", help="Upload size limit (default $CXRKIT_MAX_UPLOAD_MB or 50).")
+]
+MaxConcurrentOpt = Annotated[
+    int | None,
+    typer.Option("--max-concurrent", help="Analyses decoding/running at once (default $CXRKIT_MAX_CONCURRENT or 2)."),
+]
+MaxQueueOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-queue", help="Analyses that may wait for a slot; more get 503 (default $CXRKIT_MAX_QUEUE or 8)."
+    ),
+]
+ThreadsOpt = Annotated[
+    int | None, typer.Option(help="Torch CPU threads (default $CXRKIT_TORCH_THREADS, else half the cores, 1-4).")
+]
 
 
 def serve_cmd(
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model", "-m", help="Bundle name or folder (repeatable). Default: every shipped/installed bundle."
-        ),
-    ] = None,
-    index: Annotated[
-        Path | None,
-        typer.Option(
-            "--index", help="Similar-case index folder (default $CXRKIT_INDEX, or $CXRKIT_HOME/index if built)."
-        ),
-    ] = None,
-    db: Annotated[
-        str | None,
-        typer.Option("--db", help="Case store URL (default sqlite under CXRKIT_HOME; or postgresql+psycopg://...)."),
-    ] = None,
+    model: ModelOpt = None,
+    index: IndexOpt = None,
+    db: DbOpt = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    api_key: Annotated[
-        str | None, typer.Option("--api-key", envvar=API_KEY_ENV, help="Require this key on /v1 routes.")
-    ] = None,
-    allowed_host: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allowed-host",
-            help="Extra Host name the server answers (repeatable); default the bind host and localhost names.",
-        ),
-    ] = None,
-    allowed_origin: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allowed-origin",
-            help="Another origin (https://host[:port]) whose pages may POST here (repeatable); default none.",
-        ),
-    ] = None,
-    max_upload_mb: Annotated[
-        float | None, typer.Option("--max-upload-mb", help="Upload size limit (default $CXRKIT_MAX_UPLOAD_MB or 50).")
-    ] = None,
-    max_concurrent: Annotated[
-        int | None,
-        typer.Option(
-            "--max-concurrent", help="Analyses decoding/running at once (default $CXRKIT_MAX_CONCURRENT or 2)."
-        ),
-    ] = None,
-    max_queue: Annotated[
-        int | None,
-        typer.Option(
-            "--max-queue", help="Analyses that may wait for a slot; more get 503 (default $CXRKIT_MAX_QUEUE or 8)."
-        ),
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option(help="Torch CPU threads (default $CXRKIT_TORCH_THREADS, else half the cores, 1-4).")
-    ] = None,
+    api_key: ApiKeyOpt = None,
+    allowed_host: AllowedHostOpt = None,
+    allowed_origin: AllowedOriginOpt = None,
+    max_upload_mb: MaxUploadMbOpt = None,
+    max_concurrent: MaxConcurrentOpt = None,
+    max_queue: MaxQueueOpt = None,
+    threads: ThreadsOpt = None,
     backend: BackendOpt = "torch",
     precision: PrecisionOpt = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Serve the web page and REST API (docs at /docs, schema at /openapi.json)."""
     from cxrkit.core.errors import ConfigError

@@ -61,22 +61,25 @@ def _counts(yb: np.ndarray, pb: np.ndarray, threshold: float, mask: np.ndarray |
     return tp, fp, tn, fn
 
 
+def _masked_rows(Y: Any, P: Any, M: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """B x N float arrays with unknown entries (``M`` False) as label 0 and score -inf, and the known mask."""
+    Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
+    P = np.atleast_2d(np.asarray(P, dtype=np.float64))
+    if M is None:
+        return Y, P, np.ones(Y.shape, dtype=bool)
+    M = np.atleast_2d(M).astype(bool)
+    return np.where(M, Y, 0.0), np.where(M, P, -np.inf), M
+
+
 def auroc_batched(Y: np.ndarray, P: np.ndarray, M: np.ndarray | None = None) -> np.ndarray:
     """AUROC of each row of B x N arrays by the rank-sum (Mann-Whitney) formula; ties count one half.
 
     ``M`` (bool, B x N) marks known labels; unknown entries are ignored. Rows with one class give NaN.
     """
-    Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
-    P = np.atleast_2d(np.asarray(P, dtype=np.float64))
-    if M is not None:
-        M = np.atleast_2d(M).astype(bool)
-        # Unknown entries are pushed below every known score: they take the lowest ranks, so every known
-        # rank is shifted by the same count, which is subtracted below.
-        P = np.where(M, P, -np.inf)
-        Y = np.where(M, Y, 0.0)
-        n_known = M.sum(axis=-1).astype(np.float64)
-    else:
-        n_known = np.full(Y.shape[0], Y.shape[-1], dtype=np.float64)
+    # Unknown entries are pushed below every known score: they take the lowest ranks, so every known
+    # rank is shifted by the same count, which is subtracted below.
+    Y, P, known = _masked_rows(Y, P, M)
+    n_known = known.sum(axis=-1).astype(np.float64)
     ranks = rankdata(P, axis=-1)
     n_pos = Y.sum(axis=-1)
     n_neg = n_known - n_pos
@@ -91,15 +94,7 @@ def auprc_batched(Y: np.ndarray, P: np.ndarray, M: np.ndarray | None = None) -> 
     Tied scores form one threshold: every positive in a tie group is credited with the precision at the end
     of its group. Rows with no positive give NaN.
     """
-    Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
-    P = np.atleast_2d(np.asarray(P, dtype=np.float64))
-    if M is not None:
-        M = np.atleast_2d(M).astype(bool)
-        P = np.where(M, P, -np.inf)
-        Y = np.where(M, Y, 0.0)
-        known = M
-    else:
-        known = np.ones(Y.shape, dtype=bool)
+    Y, P, known = _masked_rows(Y, P, M)
     order = np.argsort(-P, axis=-1, kind="stable")
     Ps = np.take_along_axis(P, order, axis=-1)
     Ys = np.take_along_axis(Y, order, axis=-1)

@@ -73,38 +73,11 @@ def multilabel_metrics(
     ts = [0.5] * n_cls if thresholds is None else check_thresholds_list(thresholds, n_cls, f"{n_cls} labels")
     known = ~np.isnan(y)
     per_label: dict[str, Any] = {}
-    scored = np.zeros(n_cls, dtype=bool)
     correct = 0
     for j, name in enumerate(classes):
-        yj, pj = y[known[:, j], j], p[known[:, j], j]
-        entry: dict[str, Any] = {"n": int(yj.size), "n_positive": int(yj.sum()), "threshold": ts[j]}
-        if yj.size == 0:
-            entry.update(
-                auroc=None,
-                auroc_ci=None,
-                auprc=None,
-                sensitivity=None,
-                specificity=None,
-                ppv=None,
-                npv=None,
-                f1=None,
-                reason="no known label (all NaN)",
-            )
-            per_label[name] = entry
-            continue
-        m = binary_metrics(yj, pj, ts[j])
-        correct += m["tp"] + m["tn"]
-        entry.update({k: m[k] for k in ("auroc", "auprc", "sensitivity", "specificity", "ppv", "npv", "f1")})
-        if m["auroc"] is None:
-            only = "positive" if entry["n_positive"] else "negative"
-            entry["reason"] = f"only one class present: all {yj.size} known labels are {only}"
-            entry["auroc_ci"] = None
-            logger.info("AUROC of %r is undefined: %s.", name, entry["reason"])
-        else:
-            scored[j] = True
-            ci = bootstrap_ci(auroc, yj, pj, n_boot=n_boot, seed=seed, alpha=alpha, stratified=True)
-            entry["auroc_ci"] = None if ci[0] is None else list(ci)
-        per_label[name] = entry
+        per_label[name], hits = _label_entry(name, y[known[:, j], j], p[known[:, j], j], ts[j], n_boot, seed, alpha)
+        correct += hits
+    scored = np.array([per_label[c]["auroc"] is not None for c in classes], dtype=bool)
     aucs = np.array([per_label[c]["auroc"] if scored[j] else np.nan for j, c in enumerate(classes)], dtype=float)
     out: dict[str, Any] = {
         "mean_auroc": nan_to_none(aucs[scored].mean()) if scored.any() else None,
@@ -115,15 +88,43 @@ def multilabel_metrics(
         "accuracy_vs_threshold": accuracy_vs_threshold(y, p, np.linspace(0.0, 1.0, 21)),
     }
     if n_boot and scored.any():
-        cols = np.flatnonzero(scored)
-        samples = []
-        for idx in bootstrap_indices(y.shape[0], n_boot, seed):
-            per = np.stack([auroc_batched(np.nan_to_num(y[idx, j]), p[idx, j], known[idx, j]) for j in cols], axis=1)
-            with np.errstate(invalid="ignore"):
-                finite = np.isfinite(per)
-                samples.append(
-                    np.where(finite.any(axis=1), np.nansum(per, axis=1) / np.maximum(finite.sum(1), 1), np.nan)
-                )
-        lo, hi = percentile_interval(np.concatenate(samples), alpha)
-        out["mean_auroc_ci"] = None if lo is None else [lo, hi]
+        out["mean_auroc_ci"] = _mean_auroc_ci(y, p, known, np.flatnonzero(scored), n_boot, seed, alpha)
     return out
+
+
+_LABEL_METRICS = ("auroc", "auprc", "sensitivity", "specificity", "ppv", "npv", "f1")
+
+
+def _label_entry(
+    name: str, yj: np.ndarray, pj: np.ndarray, threshold: float, n_boot: int, seed: int, alpha: float
+) -> tuple[dict[str, Any], int]:
+    """One finding's metrics over its known labels, and how many of them are decided correctly."""
+    entry: dict[str, Any] = {"n": int(yj.size), "n_positive": int(yj.sum()), "threshold": threshold}
+    if yj.size == 0:
+        entry.update(dict.fromkeys((*_LABEL_METRICS, "auroc_ci")), reason="no known label (all NaN)")
+        return entry, 0
+    m = binary_metrics(yj, pj, threshold)
+    entry.update({k: m[k] for k in _LABEL_METRICS})
+    if m["auroc"] is None:
+        only = "positive" if entry["n_positive"] else "negative"
+        entry["reason"] = f"only one class present: all {yj.size} known labels are {only}"
+        entry["auroc_ci"] = None
+        logger.info("AUROC of %r is undefined: %s.", name, entry["reason"])
+    else:
+        ci = bootstrap_ci(auroc, yj, pj, n_boot=n_boot, seed=seed, alpha=alpha, stratified=True)
+        entry["auroc_ci"] = None if ci[0] is None else list(ci)
+    return entry, int(m["tp"] + m["tn"])
+
+
+def _mean_auroc_ci(
+    y: np.ndarray, p: np.ndarray, known: np.ndarray, cols: np.ndarray, n_boot: int, seed: int, alpha: float
+) -> list[float] | None:
+    """Interval of the mean AUROC over ``cols``, resampling whole images (an image's labels stay together)."""
+    samples = []
+    for idx in bootstrap_indices(y.shape[0], n_boot, seed):
+        per = np.stack([auroc_batched(np.nan_to_num(y[idx, j]), p[idx, j], known[idx, j]) for j in cols], axis=1)
+        with np.errstate(invalid="ignore"):
+            finite = np.isfinite(per)
+            samples.append(np.where(finite.any(axis=1), np.nansum(per, axis=1) / np.maximum(finite.sum(1), 1), np.nan))
+    lo, hi = percentile_interval(np.concatenate(samples), alpha)
+    return None if lo is None else [lo, hi]

@@ -114,6 +114,25 @@ def _default_model_kwargs(model: nn.Module, arch: str) -> dict[str, Any]:
     return kwargs
 
 
+def _checked_state(
+    model: nn.Module, arch: str, label_space: LabelSpace, in_chans: int, kwargs: dict[str, Any]
+) -> dict[str, torch.Tensor]:
+    """The model's weights on the CPU, checked now (not at load time) to be what ``arch`` + ``kwargs`` rebuild."""
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    with torch.device("meta"):
+        probe = create_model(arch, label_space, in_chans=in_chans, weights="none", **kwargs)
+    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != got:
+        diff = sorted(set(expected.items()) ^ set(got.items()))[:5]
+        raise ConfigError(
+            f"The model does not match create_model({arch!r}, {label_space.task.value} with "
+            f"{label_space.num_outputs} outputs, in_chans={in_chans}, {kwargs}); differing "
+            f"keys/shapes include {diff}. Fix: pass the right arch, model_kwargs or preprocessing.in_chans."
+        )
+    return state
+
+
 def save_bundle(
     out_dir: str | Path,
     model: nn.Module,
@@ -157,19 +176,7 @@ def save_bundle(
 
     out_dir = Path(out_dir)
     kwargs = {**_default_model_kwargs(model, arch), **dict(model_kwargs or {})}
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    # Check now, not at load time, that the architecture + kwargs rebuild exactly these tensors.
-    with torch.device("meta"):
-        probe = create_model(arch, label_space, in_chans=preprocessing.in_chans, weights="none", **kwargs)
-    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    if expected != got:
-        diff = sorted(set(expected.items()) ^ set(got.items()))[:5]
-        raise ConfigError(
-            f"The model does not match create_model({arch!r}, {label_space.task.value} with "
-            f"{label_space.num_outputs} outputs, in_chans={preprocessing.in_chans}, {kwargs}); differing "
-            f"keys/shapes include {diff}. Fix: pass the right arch, model_kwargs or preprocessing.in_chans."
-        )
+    state = _checked_state(model, arch, label_space, preprocessing.in_chans, kwargs)
     config: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "architecture": arch,

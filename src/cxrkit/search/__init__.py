@@ -16,16 +16,14 @@ from cxrkit.search.embeddings import embed_paths, embed_table, l2_normalise
 from cxrkit.search.errors import IndexFormatError, ModelMismatchError
 from cxrkit.search.grid import similar_cases_grid
 from cxrkit.search.index import (
-    CaseIndex,
     add_to_index,
     build_index,
     check_model,
     describe_index,
-    load_index,
     query_index,
     resolve_index_model,
-    work_dir_for,
 )
+from cxrkit.search.index_files import CaseIndex, load_index, work_dir_for
 from cxrkit.search.quality import evaluate_index
 from cxrkit.search.timeline import (
     DRIFT_RULE_TOLERANCE,

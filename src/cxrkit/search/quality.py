@@ -19,7 +19,7 @@ import numpy as np
 from cxrkit.core.errors import ConfigError, DataFormatError
 from cxrkit.core.task import TaskType
 from cxrkit.evaluation import evaluate_predictions
-from cxrkit.search.index import CaseIndex, load_index
+from cxrkit.search.index_files import CaseIndex, load_index
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,8 @@ from cxrkit.models.bundle import Bundle
 from cxrkit.models.engine import Engine, InferenceOptions
 from cxrkit.models.heads import class_probabilities
 from cxrkit.search.embeddings import embed_table
-from cxrkit.search.index import CaseIndex, group_keys, resolve_index_model
+from cxrkit.search.index import resolve_index_model
+from cxrkit.search.index_files import CaseIndex, group_keys
 
 log = logging.getLogger(__name__)
 

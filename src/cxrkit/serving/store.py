@@ -192,19 +192,9 @@ class CaseStore:
             with self.engine.begin() as c:
                 c.execute(text("ALTER TABLE analyses ADD COLUMN key_id VARCHAR(32)"))
 
-    def record(
-        self,
-        *,
-        kind: str,
-        model: dict[str, Any],
-        input_sha256: str,
-        outputs: dict[str, Any],
-        patient_id: str | None = None,
-        study_date: str | None = None,
-        key_id: str | None = None,
-    ) -> dict[str, Any]:
-        """Store one analysis; returns it as ``Analysis.to_dict``."""
-        row = self._row(kind, model, input_sha256, outputs, patient_id, study_date, key_id)
+    def record(self, **analysis: Any) -> dict[str, Any]:
+        """Store one analysis (the fields of ``_row``); returns it as ``Analysis.to_dict``."""
+        row = self._row(**analysis)
         with self._sessions.begin() as s:
             s.add(row)
         return row.to_dict()
@@ -266,6 +256,7 @@ class CaseStore:
 
     def _row(
         self,
+        *,
         kind: str,
         model: dict[str, Any],
         input_sha256: str,
