@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.commands.common import BackendOpt, PrecisionOpt, QuietOpt, print_json, setup_logging
+from cxrkit.commands.common import BackendOpt, JsonOpt, PrecisionOpt, QuietOpt, print_json, setup_logging
 
 
 def audit_cmd(
@@ -40,7 +40,7 @@ def audit_cmd(
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
     backend: BackendOpt = "torch",
     precision: PrecisionOpt = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Shortcut audit: does the model read the lungs, or the source, the markers and the border? One verdict per check."""

@@ -37,6 +37,7 @@ PrecisionOpt = Annotated[
         "--precision", help="auto (bf16 where the CPU/GPU has it natively and the model passed its check), fp32, bf16."
     ),
 ]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")]
 CompileOpt = Annotated[
     bool,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.commands.common import QuietOpt, friendly_errors, print_json, setup_logging
+from cxrkit.commands.common import JsonOpt, QuietOpt, friendly_errors, print_json, setup_logging
 
 data_app = typer.Typer(no_args_is_help=True)
 
@@ -60,7 +60,7 @@ def _print_summary(s: dict) -> None:
 def summary_cmd(
     paths: PathsArg,
     format: FormatOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOpt = False,
     out: Annotated[Path | None, typer.Option(help="Write class_counts.png and samples.png here.")] = None,
     size_sample: Annotated[int, typer.Option(help="Images whose size is read (0 = all).")] = 2000,
     harmonise: HarmoniseOpt = False,

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.commands.common import BackendOpt, DefaultModelOpt, PrecisionOpt, QuietOpt, print_json, setup_logging
+from cxrkit.commands.common import (
+    BackendOpt,
+    DefaultModelOpt,
+    JsonOpt,
+    PrecisionOpt,
+    QuietOpt,
+    print_json,
+    setup_logging,
+)
 
 
 def explain_cmd(
@@ -28,7 +36,7 @@ def explain_cmd(
     batch_size: Annotated[int, typer.Option(help="Images per forward/backward pass.")] = 8,
     backend: BackendOpt = "torch",
     precision: PrecisionOpt = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Heatmaps of where the model looks (Grad-CAM and friends), boxes around hot regions, and with

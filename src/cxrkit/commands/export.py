@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.commands.common import DefaultModelOpt, QuietOpt, print_json, setup_logging
+from cxrkit.commands.common import DefaultModelOpt, JsonOpt, QuietOpt, print_json, setup_logging
 
 
 def export_cmd(
     onnx: Annotated[Path, typer.Option("--onnx", help="Where to write the .onnx file.")],
     model: DefaultModelOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Export a model to ONNX (outputs: logits, embedding), checked against PyTorch within 1e-4."""

@@ -11,6 +11,7 @@ from cxrkit.commands.common import (
     BackendOpt,
     CompileOpt,
     DefaultModelOpt,
+    JsonOpt,
     PrecisionOpt,
     QuietOpt,
     friendly_errors,
@@ -19,7 +20,6 @@ from cxrkit.commands.common import (
 )
 
 models_app = typer.Typer(no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="A shipped bundle name or a bundle folder.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Exit with status 1 when any image could not be read (default: skip it, warn).")

@@ -8,10 +8,17 @@ from typing import Annotated, Any
 
 import typer
 
-from cxrkit.commands.common import BackendOpt, PrecisionOpt, QuietOpt, friendly_errors, print_json, setup_logging
+from cxrkit.commands.common import (
+    BackendOpt,
+    JsonOpt,
+    PrecisionOpt,
+    QuietOpt,
+    friendly_errors,
+    print_json,
+    setup_logging,
+)
 
 index_app = typer.Typer(no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per batch.")]
 ChunkOpt = Annotated[int, typer.Option("--chunk-size", help="Images per resumable chunk (<out>.partial/).")]
 IndexBackendOpt = Annotated[

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxrkit.commands.common import QuietOpt, print_json, setup_logging
+from cxrkit.commands.common import JsonOpt, QuietOpt, print_json, setup_logging
 
 
 def segment_cmd(
@@ -16,7 +16,7 @@ def segment_cmd(
         Path, typer.Option("--out", "-o", help="Folder for <stem>_mask.png, <stem>_lungs.png, segment.json.")
     ],
     model: Annotated[str, typer.Option("--model", "-m", help="A segmentation bundle name or folder.")] = "lungs",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Segment the lungs: a mask PNG at each image's size (255 = lung), an outline overlay, the lung box
