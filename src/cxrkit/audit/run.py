@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from cxrkit.audit import checks
 from cxrkit.audit.masks import LungMasks, blank, border_region, resolve_lung_masks
 from cxrkit.core.errors import ConfigError, DataFormatError
-from cxrkit.core.task import LabelSpace, TaskType
+from cxrkit.core.task import LabelSpace, TaskType, class_index
 from cxrkit.data import load_datasets
 from cxrkit.data.align import align_labels
 from cxrkit.data.images import load_image
@@ -104,9 +104,9 @@ def sample_per_source(frame: pd.DataFrame, n: int | None, seed: int = 0) -> np.n
 
 def image_classes(labels: np.ndarray, classes: Sequence[str], exclusive: bool) -> list[str | None]:
     """The class each image is explained for: its class (exclusive), or its rarest positive finding."""
-    known = np.nan_to_num(labels, nan=0.0)
     if exclusive:
-        return [classes[int(row.argmax())] if row.sum() > 0 else None for row in known]
+        return [classes[int(i)] if i >= 0 else None for i in class_index(np.asarray(labels))]
+    known = np.nan_to_num(labels, nan=0.0)
     freq = known.sum(axis=0)
     out: list[str | None] = []
     for row in known:

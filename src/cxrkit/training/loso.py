@@ -28,7 +28,7 @@ import lightning as L
 import numpy as np
 
 from cxrkit.core.files import atomic_write_text
-from cxrkit.core.task import LabelSpace, TaskType
+from cxrkit.core.task import LabelSpace, TaskType, positive_target
 from cxrkit.data.splits import source_folds
 from cxrkit.data.table import CxrTable
 from cxrkit.evaluation import evaluate_predictions, headline_auroc, to_jsonable
@@ -114,7 +114,7 @@ def _fold_recipe(recipe: Recipe, held_out: str, ft: CxrTable) -> Recipe:
 def auroc_defined(space: LabelSpace, labels: np.ndarray) -> bool:
     """Whether the headline AUROC can be computed: both classes (binary), 2+ classes, or one label with both."""
     if space.task is TaskType.BINARY:
-        col = labels[:, 1]
+        col = positive_target(labels)
         return bool(np.any(col == 1) and np.any(col == 0))
     if space.task is TaskType.MULTICLASS:
         return int((np.nansum(labels, axis=0) > 0).sum()) >= 2
