@@ -5,7 +5,11 @@ content and pixel hashes: the split could not be rebuilt from the published file
 miss exact copies of training images. This maps each recorded copy to its original (ORIGINS, written by
 gpu_payload.py) and records the originals' hashes instead, in the same order; config and card are rewritten.
 
-    .venv/bin/python recipes/restore_split_record.py BUNDLE --payload .gpu/data --origins runs/gpu_origins.csv
+    .venv/bin/python recipes/restore_split_record.py BUNDLE --payload .gpu/data --origins runs/gpu_origins.csv \
+        [--sources ../shared/data/kaggle-pneumonia/train]
+
+--sources also puts the published data back into the recorded recipe (``extra.recipe.data.sources`` and
+``data_summary.sources``), so that `cxr threshold` and the split checks rebuild the split from it.
 """
 
 from __future__ import annotations
@@ -50,15 +54,21 @@ def originals(record: dict[str, np.ndarray], payload: Path, origins: pd.DataFram
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle", type=Path)
-    ap.add_argument("--payload", type=Path, default=Path(".gpu/data"))
+    ap.add_argument("--payload", type=Path, default=None, help="the payload's data folder (img/ unzipped)")
     ap.add_argument("--origins", type=Path, default=Path("runs/gpu_origins.csv"))
+    ap.add_argument("--sources", nargs="*", default=None, help="the recipe's published data.sources")
     args = ap.parse_args()
     record = read_split_record(args.bundle)
     if record is None:
         raise SystemExit(f"{args.bundle} records no split.")
+    config = json.loads((args.bundle / CONFIG_FILE).read_text())
+    if args.sources:
+        config["data_summary"]["sources"] = config["extra"]["recipe"]["data"]["sources"] = args.sources
+    if not len(record["train_content"]) or args.payload is None:  # nothing to map (e.g. an npz copied as is)
+        rewrite_bundle(args.bundle, config)
+        return
     paths = originals(record, args.payload, pd.read_csv(args.origins))
     new = split_record(_paths_table(paths["train"]), _paths_table(paths["val"]))
-    config = json.loads((args.bundle / CONFIG_FILE).read_text())
     config["images"] = images_config(new)
     with tempfile.TemporaryDirectory() as tmp:
         _write(Path(tmp), new)
