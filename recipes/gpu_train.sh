@@ -21,9 +21,10 @@ SECONDS=0
 { train pneumonia recipes/pneumonia.yaml "$D/kaggle.csv" "$@"
   train pneumoniamnist recipes/pneumoniamnist.yaml "$D/pneumoniamnist.npz" "$@"; } &
 train all recipes/all.yaml "$D/all.csv" "$@" &
-train covid3 recipes/covid3.yaml "$D/covid3.csv" "$@" &
-for name in all covid3; do  # in-source: a patient split of the same sources, then its validation per source
-  { train ${name}_split recipes/$name.yaml "$D/$name.csv" --set data.validation=split --set data.val=0.15 "$@"
+train covid3 recipes/covid3_gpu_loso.yaml "$D/covid3.csv" "$@" &
+for pair in all:all covid3:covid3_gpu_loso; do  # in-source: a patient split of the same sources, per source
+  name=${pair%%:*} recipe=recipes/${pair##*:}.yaml
+  { train ${name}_split "$recipe" "$D/$name.csv" --set data.validation=split --set data.val=0.15 "$@"
     python3 recipes/eval_recorded_split.py "$OUT/${name}_split/bundle" "$D/$name.csv" --out "$OUT/${name}_split/by_source" \
       >>"$OUT/${name}_split.log" 2>&1; } &
 done
