@@ -25,6 +25,7 @@ TORCH_THREADS_ENV = "CXRKIT_TORCH_THREADS"  # torch's CPU threads in a server
 MAX_UPLOAD_MB_ENV = "CXRKIT_MAX_UPLOAD_MB"
 MAX_CONCURRENT_ENV = "CXRKIT_MAX_CONCURRENT"
 MAX_QUEUE_ENV = "CXRKIT_MAX_QUEUE"
+SHARD_CACHE_ENV = "CXRKIT_SHARD_CACHE"  # where chunks of an s3:// dataset cache are downloaded to
 
 
 def setting(name: str) -> str | None:
@@ -53,6 +54,19 @@ def torch_threads_setting() -> int | None:
     """``$CXRKIT_TORCH_THREADS`` when it is a positive whole number (anything else: None, the default applies)."""
     value = setting(TORCH_THREADS_ENV)
     return int(value) if value and value.isdigit() and int(value) > 0 else None
+
+
+def shard_cache_dir() -> Path:
+    """Local folder for the chunks of ``s3://`` dataset caches: ``$CXRKIT_SHARD_CACHE`` or CXRKIT_HOME/shards.
+
+    One folder for every process of a machine (loader workers, DDP ranks, later runs): LitData locks each
+    chunk while it downloads it, so a chunk is fetched once per machine, not once per worker, and a rebuilt
+    cache (a newer index) replaces its old chunks.
+    """
+    value = setting(SHARD_CACHE_ENV)
+    folder = Path(value).expanduser() if value else cxrkit_home() / "shards"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def whole_number_setting(name: str) -> int | None:

@@ -12,7 +12,8 @@ Wherever cxrkit takes a dataset it takes ``CACHE`` (or ``CACHE/table.csv``): the
 ``CACHE/::shard[K]`` and ``load_image`` reads image K from the shards instead of decoding a file, so
 training (including multi-node DDP: each rank reads its own rows), evaluation and index building run
 unchanged and the model's own resize policy (squash/letterbox) and augmentation still apply.
-``s3://bucket/prefix`` caches are streamed by LitData (chunks fetched on demand into a local cache).
+``s3://bucket/prefix`` caches are streamed by LitData: each chunk downloaded once per machine, when first read, into
+``$CXRKIT_SHARD_CACHE`` (endpoint and credentials: the standard AWS variables; docs/SCALING.md).
 
 Why LitData and not WebDataset: cxrkit samples rows by index (class balancing, patient splits, DDP's
 sampler) and evaluates arbitrary splits of a cache. LitData serves both an item by index (its chunks are
@@ -108,18 +109,20 @@ def load_cache(path: str | Path) -> CxrTable:
 
     text = str(path)
     if text.startswith(REMOTE):
-        table = CsvAdapter().load(_download_table(text))
-        table.frame["path"] = [f"{text.rstrip('/')}/{Path(p).name}" for p in table.frame["path"]]
+        uri = text.rstrip("/")
+        with tempfile.TemporaryDirectory(prefix="cxrkit-cache-") as tmp:
+            table = CsvAdapter().load(_download_table(uri, Path(tmp)))
+        table.frame["path"] = [f"{uri}/{Path(p).name}" for p in table.frame["path"]]
         return table
     return CsvAdapter().load(Path(path) / TABLE)
 
 
-def _download_table(uri: str) -> Path:
+def _download_table(uri: str, folder: Path) -> Path:
     if not uri.startswith("s3://"):
         raise ConfigError(f"{uri}: only s3:// caches can be read remotely. Fix: copy the cache to a local folder.")
     import boto3
 
     bucket, _, prefix = uri[5:].partition("/")
-    local = Path(tempfile.mkdtemp(prefix="cxrkit-cache-")) / TABLE
+    local = folder / TABLE
     boto3.client("s3").download_file(bucket, f"{prefix.rstrip('/')}/{TABLE}".lstrip("/"), str(local))
     return local

@@ -62,8 +62,11 @@ def load_dataset(spec: str | Path, format: str | None = None, **options) -> CxrT
     from cxrkit.data.cache import load_cache
     from cxrkit.data.shards import REMOTE, is_cache
 
-    if str(spec).startswith(REMOTE):  # a cache in object storage
-        return load_cache(str(spec))
+    if str(spec).startswith(REMOTE):  # a cache in object storage, 'URI' or 'URI::CLASS,CLASS'
+        uri, _, tail = str(spec).partition("::")
+        table = load_cache(uri)
+        classes = [c.strip() for c in tail.split(",") if c.strip()]
+        return table.select_classes(classes) if classes else table
     path, classes = parse_source(str(spec))
     if not path.exists():
         raise DataFormatError(f"{path}: no such file or folder.")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,37 @@ def open_shards(root: str, pid: int) -> Any:  # pid: each DataLoader worker open
     # batch_decode=0: deserialise only the item asked for. LitData's "auto" decodes a window of 256 items
     # around it (made for reading in order), so a shuffled read cost 256 copies: 150 vs 29k items/s.
     if root.startswith(REMOTE):
-        return StreamingDataset(f"{root}/{SHARDS}", cache_dir=tempfile.mkdtemp(prefix="cxrkit-shards-"), batch_decode=0)
+        from cxrkit.core.settings import shard_cache_dir
+
+        if root.startswith("s3://"):
+            _allow_plain_http_endpoint()
+        ds = StreamingDataset(f"{root}/{SHARDS}", cache_dir=str(shard_cache_dir()), batch_decode=0)
+        # LitData's default for reads by index is one ranged GET per item (two requests per image, nothing
+        # kept): every epoch would re-read every image over the network. Whole chunks are downloaded once
+        # into the shared folder instead, which is what the chunk-ordered sampler plans for. Private: the
+        # public setter needs a reader, which the first read creates (tests/data/test_cache_s3.py checks it).
+        ds._on_demand_bytes = False
+        return ds
     if not (Path(root) / MARKER).is_file():
         raise DataFormatError(f"{root}: not a cxrkit cache (no {MARKER}). Fix: build it with cxr data cache.")
     return StreamingDataset(str(Path(root) / SHARDS), batch_decode=0)
+
+
+def _allow_plain_http_endpoint() -> None:
+    """Let LitData's chunk downloads reach an ``http://`` S3 endpoint (MinIO, Ceph or moto on a private net).
+
+    LitData reads the index with boto3, which follows ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``, or
+    the profile's ``endpoint_url``), but downloads chunks with obstore, which it builds with that endpoint and
+    fixed client options that refuse plain HTTP ("BadScheme"), and obstore ignores ``AWS_ALLOW_HTTP``.
+    So when boto3 resolves an http:// endpoint, obstore is allowed HTTP too (https endpoints: unchanged).
+    """
+    import boto3
+    from litdata.streaming import downloader
+
+    endpoint = boto3.client("s3").meta.endpoint_url or ""
+    options = getattr(downloader, "_OBSTORE_CLIENT_OPTIONS", None)
+    if endpoint.startswith("http://") and isinstance(options, dict):
+        downloader._OBSTORE_CLIENT_OPTIONS = {**options, "allow_http": "true"}
 
 
 def cache_images(ds: Any) -> int:
