@@ -2,6 +2,7 @@
 
     python recipes/manifests.py --data ../shared/data
     python recipes/linear_head.py                 # runs/{all,covid3}_linear/bundle + runs/linear_head/lso_imagenet.json
+    python recipes/linear_head.py --lungs crop --only covid3 --no-bundle   # lung-cropped inputs: lso_imagenet_crop0.1.json
 
 Why: fine-tuning EfficientNet-Lite0 on ~3,500 multi-source images did not finish one epoch in 45 minutes on
 the shared 2-core machine (docs/RESULTS.md). Here the backbone (ImageNet EfficientNet-Lite0, 64 px; the
@@ -30,6 +31,7 @@ from cxrkit.data import load_datasets
 from cxrkit.evaluation import choose_thresholds, evaluate_predictions, without_curves
 from cxrkit.models import create_model, save_bundle
 from cxrkit.models.engine import Engine, InferenceOptions
+from cxrkit.models.lungs import LungPreprocessor, LungSpec
 from cxrkit.training.data_prep import data_summary, prepare_table
 from cxrkit.training.precision import run_bf16_check
 from cxrkit.training.recipe import load_recipe
@@ -41,15 +43,33 @@ PNEUMONIA_BACKBONE = "src/cxrkit/models/shipped/pneumonia/model.safetensors"
 C = 0.05  # inverse L2 strength (1280 features, a few thousand images)
 
 
-def embeddings(manifest: str, size: int, cache: Path, weights: str = BACKBONE) -> pd.DataFrame:
-    """Penultimate features of every manifest row, cached (one forward pass per image)."""
+def prep_of(size: int, lungs: str | None = None, margin: float = 0.1) -> Preprocessing:
+    return Preprocessing(image_size=size, resize="squash", mean=0.5, std=0.5, lungs=lungs, lung_margin=margin)
+
+
+def lung_tag(lungs: str | None, margin: float) -> str:
+    """Suffix of the embedding cache and report files: one per lung setting ('' without lungs)."""
+    return "" if lungs is None else f"_{lungs}{margin:g}" if lungs == "crop" else f"_{lungs}"
+
+
+def embeddings(
+    manifest: str, size: int, cache: Path, weights: str = BACKBONE, lungs: str | None = None, margin: float = 0.1
+) -> pd.DataFrame:
+    """Penultimate features of every manifest row, cached (one forward pass per image).
+
+    ``lungs`` crop/mask: each image cut to (or masked to) its lungs by the shipped segmenter before resizing,
+    as a recipe's ``preprocess: {lungs: ...}`` does; the masks are cached on disk, so crop and mask share them.
+    """
     if cache.is_file():
         z = np.load(cache, allow_pickle=True)
         return pd.DataFrame(z["X"], index=z["paths"])
     table = load_datasets([manifest])
     space = LabelSpace.exclusive_from(["NORMAL", "ABNORMAL"])  # one output; only the backbone is used
     model = create_model("efficientnet_lite0", space, weights=weights).eval()
-    prep = Preprocessing(image_size=size, resize="squash", mean=0.5, std=0.5)
+    prep = prep_of(size, lungs, margin)
+    if lungs:
+        # segment in batches first (the engine would segment one image at a time)
+        LungPreprocessor(LungSpec(lungs=lungs, margin=margin)).warm_cache(list(table.frame["path"]))
     options = InferenceOptions(precision="fp32", batch_size=64, num_workers=1)
     X = Engine.for_model(model, space, prep, options=options).run_table(table, "embedding")
     np.savez(cache, X=X, paths=np.array(table.frame["path"]))
@@ -98,11 +118,24 @@ def probs_of(space_task: str, X, W, B) -> np.ndarray:
     return 1 / (1 + np.exp(-logits))
 
 
-def build(name: str, recipe_path: str, size: int, out_root: Path, backbone: str = BACKBONE) -> dict:
+def build(
+    name: str,
+    recipe_path: str,
+    size: int,
+    out_root: Path,
+    backbone: str = BACKBONE,
+    lungs: str | None = None,
+    margin: float = 0.1,
+    bundle: bool = True,
+    both: bool = True,
+) -> dict:
     recipe = load_recipe(recipe_path, [f"model.image_size={size}", f"model.weights={backbone}"])
     table = prepare_table(recipe.data)
-    tag = "_imagenet" if backbone == "imagenet" else ""
-    emb = embeddings(recipe.data.sources[0], size, out_root / f"emb{size}{tag}.npz", backbone)
+    tag = ("_imagenet" if backbone == "imagenet" else "") + lung_tag(lungs, margin)
+    # the default run embeds `all`'s manifest (a superset of covid3's) first and both reuse that cache;
+    # one model alone (--only) gets its own cache so that it cannot stand in for the superset
+    tag += "" if both else f"_{name}"
+    emb = embeddings(recipe.data.sources[0], size, out_root / f"emb{size}{tag}.npz", backbone, lungs, margin)
     X = emb.loc[table.frame["path"].to_numpy()].to_numpy(np.float32)
     src = table.frame["source"].to_numpy()
     space, Y = table.label_space, table.labels
@@ -115,15 +148,18 @@ def build(name: str, recipe_path: str, size: int, out_root: Path, backbone: str 
         choose_thresholds(space, val.labels, p_val, method="youden_band") if space.task.value != "multiclass" else None
     )
     result = evaluate_predictions(space, val.labels, p_val, thresholds=thresholds, n_boot=1000)
+    metrics = without_curves(result)
+    d = {"X": X, "Y": Y, "src": src, "space": space, "frame": table.frame, "val": metrics}
+    if not bundle:
+        return d
     model = create_model("efficientnet_lite0", space, weights=backbone).eval()
     with torch.no_grad():
         model.get_classifier().weight.copy_(torch.from_numpy(W))
         model.get_classifier().bias.copy_(torch.from_numpy(B))
-    prep = Preprocessing(image_size=size, resize="squash", mean=0.5, std=0.5)
-    metrics = without_curves(result)
+    prep = prep_of(size, lungs, margin)
     check = run_bf16_check(model, space, val, prep, probs_fp32=p_val)
     save_bundle(
-        out_root.parent / f"{name}_linear" / "bundle",
+        out_root.parent / f"{name}_linear{lung_tag(lungs, margin)}" / "bundle",
         model,
         "efficientnet_lite0",
         space,
@@ -140,7 +176,7 @@ def build(name: str, recipe_path: str, size: int, out_root: Path, backbone: str 
             "precision_check": {"bf16": check},
         },
     )
-    return {"X": X, "Y": Y, "src": src, "space": space, "frame": table.frame, "val": metrics}
+    return d
 
 
 def _scores(y, p, decided) -> dict:
@@ -215,11 +251,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--backbone", default=BACKBONE, help="imagenet, or a cxrkit weights file (e.g. the pneumonia bundle's)"
     )
+    ap.add_argument("--lungs", choices=("crop", "mask"), help="lung-aware preprocessing of every image")
+    ap.add_argument("--margin", type=float, default=0.1, help="--lungs crop: lung box grown by this fraction")
+    ap.add_argument("--only", choices=("all", "covid3"), help="one model instead of both")
+    ap.add_argument("--no-bundle", action="store_true", help="figures only: no bundle, no bf16 check")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {}
-    for name in ("all", "covid3"):
-        d = build(name, f"recipes/{name}.yaml", args.size, args.out, args.backbone)
+    for name in [args.only] if args.only else ["all", "covid3"]:
+        d = build(
+            name,
+            f"recipes/{name}.yaml",
+            args.size,
+            args.out,
+            args.backbone,
+            args.lungs,
+            args.margin,
+            not args.no_bundle,
+        )
         report[name] = {
             "in-source validation": {k: d["val"].get(k) for k in ("n", "mean_auroc", "macro_auroc", "accuracy")},
             "in-source per class AUROC": {
@@ -234,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
                 d, True, ["kaggle-pneumonia", "covid-chestxray", "covid19-radiography-db"]
             )
         print(json.dumps(report[name], indent=1), flush=True)
-    (args.out / f"lso_{Path(args.backbone).stem}.json").write_text(json.dumps(report, indent=1))
+    suffix = lung_tag(args.lungs, args.margin) + ("" if args.size == 64 else f"_{args.size}px")
+    suffix += f"_{args.only}" if args.only else ""
+    (args.out / f"lso_{Path(args.backbone).stem}{suffix}.json").write_text(json.dumps(report, indent=1))
     return 0
 
 
