@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             args.lungs,
             args.margin,
             not args.no_bundle,
+            args.only is None,
         )
         report[name] = {
             "in-source validation": {k: d["val"].get(k) for k in ("n", "mean_auroc", "macro_auroc", "accuracy")},
