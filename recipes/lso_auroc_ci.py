@@ -1,0 +1,48 @@
+"""95% bootstrap CIs of covid3's held-out COVID-19 AUROC, from linear_head.py's cached embeddings.
+
+    python recipes/lso_auroc_ci.py runs/linear_head/emb64_imagenet_covid3.npz [more .npz ...]
+
+For each held-out COVID source the head is refitted without it (as linear_head.leave_source_out does); the
+held-out images are then resampled 500 times (seed 0) with the head fixed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).parent))
+import linear_head as lh
+
+from cxrkit.training.data_prep import prepare_table
+from cxrkit.training.recipe import load_recipe
+
+
+def main(files: list[str]) -> int:
+    table = prepare_table(load_recipe("recipes/covid3.yaml", []).data)
+    paths, src, Y = table.frame["path"].to_numpy(), table.frame["source"].to_numpy(), table.labels
+    j = list(table.label_space.classes).index("COVID-19")
+    for f in files:
+        rng = np.random.default_rng(0)  # per file: a file's CIs do not depend on the files before it
+        z = np.load(f, allow_pickle=True)
+        X = pd.DataFrame(z["X"], index=z["paths"]).loc[paths].to_numpy(np.float32)
+        out = []
+        for held in ("covid-chestxray", "covid19-radiography-db"):
+            tr, te = src != held, src == held
+            W, B = lh.fit_covid3(X[tr], Y[tr], src[tr], True)
+            p, y = lh.probs_of("multiclass", X[te], W, B)[:, j], Y[te, j]
+            boot = [
+                roc_auc_score(y[i], p[i]) for i in rng.integers(0, len(y), (500, len(y))) if 0 < y[i].sum() < len(i)
+            ]
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            out.append(f"{held} {roc_auc_score(y, p):.3f} [{lo:.3f}, {hi:.3f}]")
+        print(f, " | ".join(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
