@@ -129,7 +129,10 @@ def build(
     bundle: bool = True,
     both: bool = True,
 ) -> dict:
-    recipe = load_recipe(recipe_path, [f"model.image_size={size}", f"model.weights={backbone}"])
+    # in-source figures need a patient split; recipes/all.yaml now validates leave-one-source-out (the GPU
+    # fine-tune), and this script does its own leave-source-out folds below
+    sets = [f"model.image_size={size}", f"model.weights={backbone}", "data.validation=split"]
+    recipe = load_recipe(recipe_path, sets)
     table = prepare_table(recipe.data)
     tag = ("_imagenet" if backbone == "imagenet" else "") + lung_tag(lungs, margin)
     # the default run embeds `all`'s manifest (a superset of covid3's) first and both reuse that cache;
