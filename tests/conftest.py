@@ -5,9 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-import pytest
-from PIL import Image
+# One intra-op thread for the whole run, set before torch or numpy start their thread pools, so that
+# spawned DDP ranks and CLI subprocesses inherit it. The models here are tiny; on a 2-core machine
+# shared with other work, 2 OpenMP threads spin-wait for each other: a 4-epoch tiny_cnn training took
+# 9.6 s with 2 threads and 5.0 s with 1 (backward 1.8 s vs 0.09 s), under the same load.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 # ../shared/data beside the checkout; CXRKIT_SHARED_DATA points elsewhere (a git worktree in another folder).
 SHARED_DATA = Path(
@@ -20,6 +27,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "real_data" in item.keywords and not SHARED_DATA.is_dir():
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> None:
+    # Again before each test: the server's configure_threads and some tests change it, process-wide.
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_blas_thread():
+    # numpy's BLAS where it was loaded before the variables above were read (EigenCAM's SVD).
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
 
 
 @pytest.fixture

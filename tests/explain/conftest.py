@@ -19,22 +19,6 @@ LABEL_SPACES = {
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    # One intra-op thread: on 2 shared cores, 2 OpenMP threads competing with another job spin-wait and
-    # run a resnet50 forward/backward ~30x slower (5 s instead of 0.15 s).
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _one_blas_thread():
-    # the same for numpy's BLAS (EigenCAM's SVD)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        yield
-
-
-@pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("CXRKIT_HOME", str(tmp_path / "cxrkit_home"))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from cxrkit.core.task import LabelSpace, TaskType
 
@@ -17,11 +16,6 @@ LABEL_SPACES = {
 @pytest.fixture
 def label_spaces() -> dict[str, LabelSpace]:
     return LABEL_SPACES
-
-
-@pytest.fixture(autouse=True)
-def _small_threads() -> None:
-    torch.set_num_threads(2)
 
 
 @pytest.fixture(autouse=True)

@@ -17,12 +17,6 @@ import gpu  # noqa: E402
 import gpu_measures as gm  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread(_small_threads):
-    # Tiny batches on a shared CPU: more threads only spin against each other (after conftest's 2).
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
     folder = tmp_path_factory.mktemp("jpegs")
