@@ -32,7 +32,7 @@ def test_shipped_bundle_loads_by_name_and_is_small(name):
     bundle = load_bundle(resolve_bundle(name))
     assert name in list_bundles()
     size = sum(f.stat().st_size for f in (SHIPPED_DIR / name).iterdir())
-    assert size <= 15 * 2**20, f"{name} is {size / 2**20:.1f} MiB; shipped bundles must stay under 15 MB"
+    assert size <= 25 * 10**6, f"{name} is {size / 2**20:.1f} MiB; shipped bundles must stay under 25 MB (issue 10)"
     assert bundle.metrics["validation"]["n"] > 0
     assert (SHIPPED_DIR / name / "MODEL_CARD.md").read_text().count("not a medical device") >= 1
 
@@ -54,6 +54,14 @@ def test_shipped_bundle_reproduces_validation_auroc(name, shared_data, monkeypat
     recorded = bundle.metrics["validation"]
     record = bundle.split_record()
     val = validation_split(DataSpec(**data), record)  # the recorded split, exactly, where the bundle has one
+    if bundle.extra.get("validation") == "leave-one-source-out":
+        # The final model trained on every image; its validation figures are the folds' out-of-source ones,
+        # which this bundle alone cannot recompute. Check it says so completely instead.
+        assert len(val) == 0 and len(record["train_content"]) == bundle.data_summary["n_images"]
+        per_source = bundle.metrics["leave_source_out"]["per_source"]
+        assert set(per_source) == set(bundle.data_summary["source_counts"]) == set(bundle.extra["loso"]["folds"])
+        assert recorded["n"] == sum(bundle.data_summary["source_counts"].values())
+        return
     if record is None and len(val) != recorded["n"]:
         pytest.skip(
             f"{name} predates recorded splits and today's re-split of its recipe gives {len(val)} validation "
