@@ -20,22 +20,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from serving_latency import pick_model  # a shipped bundle, else runs/NAME/bundle (this folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_P50_MS = 300
-
-
-def pick_model(name: str) -> str:
-    from cxrkit.core.errors import CxrkitError
-    from cxrkit.models import resolve_bundle
-
-    try:
-        return str(resolve_bundle(name))
-    except CxrkitError:
-        local = ROOT / "runs" / name / "bundle"
-        if (local / "config.json").is_file():
-            return str(local)
-        raise
 
 
 def make_image(path: str | None, out: Path) -> Path:
