@@ -24,10 +24,16 @@ import pandas as pd
 
 from cxrkit.core.errors import DataFormatError
 from cxrkit.core.task import LabelSpace, TaskType
-from cxrkit.data.fingerprint import split_record
+from cxrkit.data.fingerprint import content_hashes, split_record
 from cxrkit.data.table import CxrTable
-from cxrkit.models.records import CONFIG_FILE, IMAGES_FILE, images_config, read_split_record, rewrite_bundle
-from cxrkit.models.records import write_split_record as _write
+from cxrkit.models.records import (
+    CONFIG_FILE,
+    IMAGES_FILE,
+    images_config,
+    read_split_record,
+    rewrite_bundle,
+    write_split_record,
+)
 
 
 def _paths_table(paths: list[str]) -> CxrTable:
@@ -36,11 +42,8 @@ def _paths_table(paths: list[str]) -> CxrTable:
 
 def originals(record: dict[str, np.ndarray], payload: Path, origins: pd.DataFrame) -> dict[str, list[str]]:
     """Per split, the original file of each recorded copy (matched by content hash)."""
-    from cxrkit.data.fingerprint import content_hash
-
-    by_hash = {
-        content_hash(str(payload / img)): orig for img, orig in zip(origins["image"], origins["original"], strict=True)
-    }
+    copies = content_hashes(_paths_table([str(payload / img) for img in origins["image"]]))
+    by_hash = {bytes(h): orig for h, orig in zip(copies, origins["original"], strict=True)}
     out = {}
     for split in ("train", "val"):
         keys = [bytes(r) for r in record[f"{split}_content"]]
@@ -71,7 +74,7 @@ def main() -> None:
     new = split_record(_paths_table(paths["train"]), _paths_table(paths["val"]))
     config["images"] = images_config(new)
     with tempfile.TemporaryDirectory() as tmp:
-        _write(Path(tmp), new)
+        write_split_record(Path(tmp), new)
         rewrite_bundle(args.bundle, config, files={IMAGES_FILE: Path(tmp) / IMAGES_FILE})
     print(f"{args.bundle}: {len(paths['train'])} train, {len(paths['val'])} val images mapped to their originals")
 
