@@ -164,27 +164,27 @@ def make_learnable_folder(root: Path, n_per_class: int = 24, size: int = 40, see
     return root
 
 
+# cxrkit's tiny_cnn at 32 px in one process: a few seconds per training (add data.sources, out, train.epochs).
+TINY_CNN = [
+    "data.val=0.25",
+    "model.arch=tiny_cnn",
+    "model.weights=none",
+    "model.image_size=32",
+    "train.batch_size=8",
+    "train.lr=0.003",
+    "train.optimizer=adam",
+    "train.num_workers=0",
+    "train.channels_last=false",
+    "train.patience=10",
+]
+
+
 def train_tiny_cnn(folder: Path, out: Path, epochs: int) -> dict:
     """Train cxrkit's tiny_cnn on ``folder`` (32 px, no augmentation, one process): a few seconds."""
     from cxrkit.training.recipe import load_recipe
     from cxrkit.training.run import train_from_recipe
 
-    overrides = [
-        f"data.sources=[{folder}]",
-        "data.val=0.25",
-        f"out={out}",
-        "model.arch=tiny_cnn",
-        "model.weights=none",
-        "model.image_size=32",
-        "augment.enabled=false",
-        f"train.epochs={epochs}",
-        "train.batch_size=8",
-        "train.lr=0.003",
-        "train.optimizer=adam",
-        "train.num_workers=0",
-        "train.channels_last=false",
-        "train.patience=10",
-    ]
+    overrides = [f"data.sources=[{folder}]", f"out={out}", *TINY_CNN, "augment.enabled=false", f"train.epochs={epochs}"]
     return train_from_recipe(load_recipe(None, overrides), progress=False)
 
 

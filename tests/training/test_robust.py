@@ -11,20 +11,9 @@ from cxrkit.core.errors import ConfigError
 from cxrkit.data.augment import Augmentation
 from cxrkit.training.recipe import load_recipe
 from cxrkit.training.run import train_from_recipe
+from tests.conftest import TINY_CNN
 
-TINY = [
-    "data.val=0.25",
-    "model.arch=tiny_cnn",
-    "model.weights=none",
-    "model.image_size=32",
-    "train.epochs=2",
-    "train.batch_size=8",
-    "train.lr=0.003",
-    "train.optimizer=adam",
-    "train.num_workers=0",
-    "train.channels_last=false",
-    "train.patience=10",
-]
+TINY = [*TINY_CNN, "train.epochs=2"]
 XRAY = ["augment.gamma=0.3", "augment.clahe=3", "augment.noise=0.02", "augment.jpeg=50", "augment.crop=0.1"]
 
 
