@@ -138,7 +138,8 @@ def test_for_model_runs_a_model_that_is_not_saved(tmp_path):
         )
 
 
-@pytest.mark.parametrize("arch", ["tiny_cnn", "efficientnet_lite0"])
+# Lite0's export takes ~10 s; the tiny CNN covers the path in the default run.
+@pytest.mark.parametrize("arch", ["tiny_cnn", pytest.param("efficientnet_lite0", marks=pytest.mark.slow)])
 def test_onnx_export_matches_torch(tmp_path, arch):
     bundle = _bundle(tmp_path / "b", arch=arch)
     info = export_onnx(bundle, tmp_path / "m.onnx")

@@ -15,6 +15,7 @@ from cxrkit.data.manifest import write_manifest
 from cxrkit.search import IndexFormatError, build_index, load_index, work_dir_for
 
 
+@pytest.mark.slow  # spawns two ranks (~10 s); the merge tests below cover the shard logic by default
 @pytest.mark.timeout(180)
 def test_two_rank_build_equals_single_process(search_bundle: Path, search_folder: Path, tmp_path: Path, monkeypatch):
     from cxrkit.search import sharded as sharded_mod
