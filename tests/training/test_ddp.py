@@ -65,7 +65,7 @@ class RecordSampledRows(L.Callback):
             (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
 
 
-def _recipe(data: Path, out: Path, batch_size: int, devices: int, balance: str):
+def _recipe(data: Path, out: Path, batch_size: int, devices: int, balance: str, strategy: str = "auto"):
     overrides = [
         f"data.sources=[{data}]",
         "data.val=0.25",
@@ -85,7 +85,7 @@ def _recipe(data: Path, out: Path, batch_size: int, devices: int, balance: str):
         "train.patience=100",  # both runs train every epoch, so last.ckpt is comparable
         "train.accelerator=cpu",
         f"train.devices={devices}",
-        f"train.strategy={'ddp_spawn' if devices > 1 else 'auto'}",
+        f"train.strategy={strategy if devices > 1 else 'auto'}",
     ]
     return load_recipe(None, overrides)
 
@@ -106,18 +106,20 @@ def _run(recipe, folder: Path) -> tuple[dict, dict[int, dict], dict[str, torch.T
 # "sampler": a seeded WeightedRandomSampler, wrapped in Lightning's DistributedSamplerWrapper: every
 # rank draws the same weighted list (same seed) and keeps its own positions of it.
 # From a dataset cache: ChunkOrderedSampler, which Lightning keeps (each rank a contiguous block).
+# ddp_fork ranks start in ~1 s (this process's imports are inherited); ddp_spawn ranks import torch and cxrkit
+# again (~10 s each) and additionally check that everything a rank needs pickles: those run under -m slow.
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
-    ("balance", "sampler", "cached"),
+    ("balance", "sampler", "cached", "strategy"),
     [
-        # Each case spawns two ranks (~13 s); the weighted one stays in the default run, it is the subtler.
-        pytest.param("weights", "DistributedSampler", False, marks=pytest.mark.slow),
-        ("sampler", "DistributedSamplerWrapper", False),
-        pytest.param("weights", "ChunkOrderedSampler", True, marks=pytest.mark.slow),
-        pytest.param("sampler", "ChunkOrderedSampler", True, marks=pytest.mark.slow),
+        ("weights", "DistributedSampler", False, "ddp_fork"),
+        ("sampler", "DistributedSamplerWrapper", False, "ddp_fork"),
+        pytest.param("sampler", "DistributedSamplerWrapper", False, "ddp_spawn", marks=pytest.mark.slow),
+        pytest.param("weights", "ChunkOrderedSampler", True, "ddp_spawn", marks=pytest.mark.slow),
+        pytest.param("sampler", "ChunkOrderedSampler", True, "ddp_spawn", marks=pytest.mark.slow),
     ],
 )
-def test_ddp_matches_one_process(learnable, tmp_path, balance, sampler, cached):
+def test_ddp_matches_one_process(learnable, tmp_path, balance, sampler, cached, strategy):
     if cached:
         pytest.importorskip("litdata")
         from cxrkit.data import load_dataset
@@ -129,7 +131,7 @@ def test_ddp_matches_one_process(learnable, tmp_path, balance, sampler, cached):
     assert n_train % 2 == 0, "the equivalence needs equal halves (no DistributedSampler padding)"
 
     ddp, ddp_rows, ddp_weights, ddp_loss = _run(
-        _recipe(learnable, tmp_path / "ddp", n_train // 2, 2, balance), tmp_path / "ddp_rows"
+        _recipe(learnable, tmp_path / "ddp", n_train // 2, 2, balance, strategy), tmp_path / "ddp_rows"
     )
     one, one_rows, one_weights, one_loss = _run(
         _recipe(learnable, tmp_path / "one", n_train, 1, balance), tmp_path / "one_rows"
