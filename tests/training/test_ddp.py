@@ -20,6 +20,9 @@ from cxrkit.training.data_prep import prepare_table
 from cxrkit.training.recipe import load_recipe
 from cxrkit.training.run import train_from_recipe
 
+# One xdist worker runs all of these (--dist loadgroup): two DDP runs at once would race for a rendezvous port.
+pytestmark = pytest.mark.xdist_group("ddp")
+
 # Measured: DDP vs one process 1.6e-5 (weights) and 2e-12 (val loss). With the gradient all-reduce
 # switched off (a no-op DDP comm hook) they differ by 2.4e-2 and 2e-3 while val AUROC stays 1.0.
 WEIGHT_ATOL = 1e-4
