@@ -176,15 +176,17 @@ TINY_CNN = [
     "train.num_workers=0",
     "train.channels_last=false",
     "train.patience=10",
+    "train.plots=false",  # ~1 s of matplotlib a training; the `trained` run below keeps them and is checked
 ]
 
 
-def train_tiny_cnn(folder: Path, out: Path, epochs: int) -> dict:
+def train_tiny_cnn(folder: Path, out: Path, epochs: int, plots: bool = False) -> dict:
     """Train cxrkit's tiny_cnn on ``folder`` (32 px, no augmentation, one process): a few seconds."""
     from cxrkit.training.recipe import load_recipe
     from cxrkit.training.run import train_from_recipe
 
     overrides = [f"data.sources=[{folder}]", f"out={out}", *TINY_CNN, "augment.enabled=false", f"train.epochs={epochs}"]
+    overrides.append(f"train.plots={str(plots).lower()}")
     return train_from_recipe(load_recipe(None, overrides), progress=False)
 
 
@@ -198,7 +200,7 @@ def learnable(tmp_path_factory) -> Path:
 def trained(learnable, tmp_path_factory) -> tuple[dict, Path]:
     """tiny_cnn trained 6 epochs on ``learnable``: (train_from_recipe's summary, the run folder)."""
     out = tmp_path_factory.mktemp("run")
-    return train_tiny_cnn(learnable, out, epochs=6), out
+    return train_tiny_cnn(learnable, out, epochs=6, plots=True), out  # the full run folder, as `cxr train` writes it
 
 
 @pytest.fixture(scope="session")

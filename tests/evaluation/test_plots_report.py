@@ -102,6 +102,17 @@ def test_write_report(tmp_path, task):
     assert _leftovers(tmp_path / "rep") == []
 
 
+def test_report_without_plots_writes_the_numbers_only(tmp_path, binary_space):
+    y, p = noisy_binary(40)
+    labels = np.stack([1 - y, y], axis=1)
+    result = evaluate_predictions(binary_space, labels, p, n_boot=0)
+    written = write_report(result, tmp_path / "rep", labels, p, binary_space, plots=False)
+    assert set(written) == {"metrics_json", "report_md", "report_html"}
+    assert not list((tmp_path / "rep").glob("*.png"))
+    assert "| auroc |" in (tmp_path / "rep" / "report.md").read_text()
+    assert "data:image/png" not in (tmp_path / "rep" / "report.html").read_text()
+
+
 def test_report_rejects_mismatched_task(tmp_path, binary_space, multilabel_space):
     y, p = multilabel_data(30)
     result = evaluate_predictions(multilabel_space, y, p, n_boot=0)

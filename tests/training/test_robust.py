@@ -37,6 +37,9 @@ def test_training_with_xray_augmentation(learnable, tmp_path, on):
     config = json.loads((tmp_path / "bundle" / "config.json").read_text())
     assert config["extra"]["recipe"]["augment"]["jpeg"] == 50 and config["extra"]["recipe"]["augment"]["run_on"] == on
     assert summary["epochs_run"] == 2 and summary["val_auroc"] == summary["val_auroc"]  # not NaN
+    # train.plots=false (TINY): the numbers and reports are written, no figure (the `trained` run has them)
+    assert (tmp_path / "metrics.csv").is_file() and (tmp_path / "val_report" / "report.html").is_file()
+    assert not list(tmp_path.rglob("*.png"))
 
 
 # -- mixup / cutmix with unknown (NaN) labels -------------------------------------------------------

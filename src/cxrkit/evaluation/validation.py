@@ -61,9 +61,11 @@ def validate(
     n_boot: int = 1000,
     report: Path | None = None,
     title: str = "",
+    plots: bool = True,
 ) -> Validation:
     """Choose thresholds (``method``) on ``labels``/``probs``, evaluate at them, and write ``report`` if given.
 
+    ``plots``: False writes the report without its PNG figures.
     ``fallback``: where the data cannot support a threshold (a held-out source with one class only) use 0.5
     with a warning instead of raising :class:`DataFormatError`.
     """
@@ -76,5 +78,5 @@ def validate(
         thresholds = []
     result = evaluate_predictions(space, labels, probs, thresholds=thresholds or None, n_boot=n_boot)
     if report is not None:
-        write_report(result, report, labels, probs, space, title=title)
+        write_report(result, report, labels, probs, space, title=title, plots=plots)
     return Validation(thresholds, result)

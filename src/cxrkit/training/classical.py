@@ -51,7 +51,7 @@ def train_classical(recipe: Recipe) -> dict[str, Any]:
     space = table.label_space
     t = recipe.threshold
     checked = validate(space, val.labels, probs, t.method, t.target_sensitivity, report=out / "val_report",
-                       title=f"{recipe.name}: validation split")  # fmt: skip
+                       title=f"{recipe.name}: validation split", plots=recipe.train.plots)  # fmt: skip
     thresholds, result = checked.thresholds, checked.result
     baseline.save(out / "baseline")
     summary = {

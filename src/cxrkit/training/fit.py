@@ -230,7 +230,7 @@ def _finish(
     """Validate the fitted model (or take ``fixed``'s outcome), write the bundle and ``result.json``."""
     space = table.label_space
     model = model.float().eval()
-    _copy_learning_curve(out, best_epoch)
+    _copy_learning_curve(out, best_epoch, plot=recipe.train.plots)
     probs, thresholds, metrics, precision_check = _validated(recipe, out, model, prep, val, space, fixed)
     val_metrics = metrics.get("validation") or {}
     epochs_run, steps = _progress(trainer, out)
@@ -280,10 +280,11 @@ def _finish(
     return summary, probs
 
 
-def _copy_learning_curve(out: Path, best_epoch: int | None) -> None:
+def _copy_learning_curve(out: Path, best_epoch: int | None, plot: bool) -> None:
     metrics_csv = out / "logs" / "version_0" / "metrics.csv"
     if metrics_csv.is_file():
         shutil.copyfile(metrics_csv, out / "metrics.csv")
+    if metrics_csv.is_file() and plot:
         learning_curve_plot(out / "metrics.csv", out / "learning_curve.png", best_epoch=best_epoch)
 
 
@@ -319,7 +320,7 @@ def validate_recipe(
     held-out source with one class)."""
     t = recipe.threshold
     return validate(space, labels, probs, t.method, t.target_sensitivity, fallback=True, report=report,
-                    title=f"{recipe.name}: {title}")  # fmt: skip
+                    title=f"{recipe.name}: {title}", plots=recipe.train.plots)  # fmt: skip
 
 
 def _progress(trainer: L.Trainer, out: Path) -> tuple[int, int]:

@@ -92,6 +92,7 @@ class TrainSpec(_Section):
     num_nodes: int = 1
     strategy: str = "auto"
     accelerator: str = "auto"  # auto | cpu | gpu
+    plots: bool = True  # PNG plots in the run folder (validation report, learning curve); false for sweeps and tests
     compile: bool = False  # torch.compile the model (worth it on a GPU; compiling costs a minute or two)
     mixup: float = 0.0  # mixup Beta(alpha, alpha); 0: off (an entry unknown in either image leaves the loss)
     cutmix: float = 0.0  # cutmix Beta(alpha, alpha); 0: off (with both, each batch picks one)
