@@ -9,7 +9,7 @@ from cxrkit.evaluation.run import evaluate_model
 from cxrkit.models import load_bundle
 from cxrkit.training.recipe import load_recipe
 from cxrkit.training.run import train_from_recipe
-from tests.conftest import make_learnable_folder
+from tests.conftest import TINY_CNN, make_learnable_folder
 from tests.data.conftest import make_nih_demo, make_radiography_db
 
 
@@ -23,16 +23,11 @@ def test_train_and_evaluate_on_harmonised_sources(tmp_path):
         [
             f"data.sources=[{', '.join(sources)}]",
             "data.harmonise=true",
-            "data.val=0.3",
             f"out={tmp_path / 'run'}",
-            "model.arch=tiny_cnn",
-            "model.weights=none",
-            "model.image_size=32",
+            *TINY_CNN,
+            "data.val=0.3",
             "augment.enabled=false",
             "train.epochs=1",
-            "train.batch_size=8",
-            "train.num_workers=0",
-            "train.channels_last=false",
         ],
     )
     result = train_from_recipe(recipe, progress=False)

@@ -13,6 +13,7 @@ import cxrkit.models.lungs as lungs_mod
 from cxrkit.core.errors import ConfigError
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.data.transforms import ImageTransform
+from tests.conftest import TINY_CNN
 
 
 @dataclass
@@ -72,16 +73,11 @@ def test_train_records_and_inference_applies(left_half, learnable, tmp_path) -> 
             f"data.sources=[{learnable}]",
             "data.val=0.25",
             f"out={tmp_path / 'run'}",
-            "model.arch=tiny_cnn",
-            "model.weights=none",
-            "model.image_size=32",
+            *TINY_CNN,
             "augment.enabled=false",
             "preprocess.lungs=mask",
             "preprocess.segmenter=fake",
             "train.epochs=1",
-            "train.batch_size=8",
-            "train.num_workers=0",
-            "train.channels_last=false",
         ],
     )
     result = train_from_recipe(recipe, progress=False)

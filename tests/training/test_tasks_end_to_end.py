@@ -12,21 +12,10 @@ from typer.testing import CliRunner
 from cxrkit.cli import app
 from cxrkit.training.recipe import load_recipe
 from cxrkit.training.run import train_from_recipe
+from tests.conftest import TINY_CNN
 
 runner = CliRunner()
-COMMON = [
-    "data.val=0.3",
-    "model.arch=tiny_cnn",
-    "model.weights=none",
-    "model.image_size=32",
-    "augment.enabled=false",
-    "train.epochs=3",
-    "train.batch_size=8",
-    "train.lr=0.003",
-    "train.optimizer=adam",
-    "train.num_workers=0",
-    "train.channels_last=false",
-]
+COMMON = [*TINY_CNN, "data.val=0.3", "augment.enabled=false", "train.epochs=3"]
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from cxrkit.cli import setup_logging
+from tests.conftest import TINY_CNN
 
 
 @pytest.fixture
@@ -66,9 +67,8 @@ def test_training_without_a_terminal_logs_each_epoch(learnable, tmp_path, caplog
 
     recipe = load_recipe(
         None,
-        [f"data.sources=[{learnable}]", "data.val=0.25", f"out={tmp_path}", "model.arch=tiny_cnn",
-         "model.weights=none", "model.image_size=32", "augment.enabled=false", "train.epochs=2",
-         "train.batch_size=16", "train.num_workers=0", "train.channels_last=false"],
+        [f"data.sources=[{learnable}]", f"out={tmp_path}", *TINY_CNN, "augment.enabled=false", "train.epochs=2",
+         "train.batch_size=16"],
     )  # fmt: skip
     with caplog.at_level("INFO", logger="cxrkit.training"):
         train_from_recipe(recipe, progress=False)
