@@ -41,6 +41,7 @@ from cxrkit.training.recipe import load_recipe
 BACKBONE = "imagenet"
 PNEUMONIA_BACKBONE = "src/cxrkit/models/shipped/pneumonia/model.safetensors"
 C = 0.05  # inverse L2 strength (1280 features, a few thousand images)
+ARCH = "efficientnet_lite0"  # --arch efficientnet_lite1/2: the larger offline ImageNet backbones
 
 
 def prep_of(size: int, lungs: str | None = None, margin: float = 0.1) -> Preprocessing:
@@ -52,8 +53,19 @@ def lung_tag(lungs: str | None, margin: float) -> str:
     return "" if lungs is None else f"_{lungs}{margin:g}" if lungs == "crop" else f"_{lungs}"
 
 
+def arch_tag(arch: str) -> str:
+    """Suffix of caches, bundles and reports for another backbone than Lite0 ('' for Lite0)."""
+    return "" if arch == ARCH else "_" + arch.removeprefix("efficientnet_")
+
+
 def embeddings(
-    manifest: str, size: int, cache: Path, weights: str = BACKBONE, lungs: str | None = None, margin: float = 0.1
+    manifest: str,
+    size: int,
+    cache: Path,
+    weights: str = BACKBONE,
+    lungs: str | None = None,
+    margin: float = 0.1,
+    arch: str = ARCH,
 ) -> pd.DataFrame:
     """Penultimate features of every manifest row, cached (one forward pass per image).
 
@@ -65,7 +77,7 @@ def embeddings(
         return pd.DataFrame(z["X"], index=z["paths"])
     table = load_datasets([manifest])
     space = LabelSpace.exclusive_from(["NORMAL", "ABNORMAL"])  # one output; only the backbone is used
-    model = create_model("efficientnet_lite0", space, weights=weights).eval()
+    model = create_model(arch, space, weights=weights).eval()
     prep = prep_of(size, lungs, margin)
     if lungs:
         # segment in batches first (the engine would segment one image at a time)
@@ -128,17 +140,18 @@ def build(
     margin: float = 0.1,
     bundle: bool = True,
     both: bool = True,
+    arch: str = ARCH,
 ) -> dict:
     # in-source figures need a patient split; recipes/all.yaml now validates leave-one-source-out (the GPU
     # fine-tune), and this script does its own leave-source-out folds below
     sets = [f"model.image_size={size}", f"model.weights={backbone}", "data.validation=split"]
     recipe = load_recipe(recipe_path, sets)
     table = prepare_table(recipe.data)
-    tag = ("_imagenet" if backbone == "imagenet" else "") + lung_tag(lungs, margin)
+    tag = ("_imagenet" if backbone == "imagenet" else "") + lung_tag(lungs, margin) + arch_tag(arch)
     # the default run embeds `all`'s manifest (a superset of covid3's) first and both reuse that cache;
     # one model alone (--only) gets its own cache so that it cannot stand in for the superset
     tag += "" if both else f"_{name}"
-    emb = embeddings(recipe.data.sources[0], size, out_root / f"emb{size}{tag}.npz", backbone, lungs, margin)
+    emb = embeddings(recipe.data.sources[0], size, out_root / f"emb{size}{tag}.npz", backbone, lungs, margin, arch)
     X = emb.loc[table.frame["path"].to_numpy()].to_numpy(np.float32)
     src = table.frame["source"].to_numpy()
     space, Y = table.label_space, table.labels
@@ -155,16 +168,16 @@ def build(
     d = {"X": X, "Y": Y, "src": src, "space": space, "frame": table.frame, "val": metrics}
     if not bundle:
         return d
-    model = create_model("efficientnet_lite0", space, weights=backbone).eval()
+    model = create_model(arch, space, weights=backbone).eval()
     with torch.no_grad():
         model.get_classifier().weight.copy_(torch.from_numpy(W))
         model.get_classifier().bias.copy_(torch.from_numpy(B))
     prep = prep_of(size, lungs, margin)
     check = run_bf16_check(model, space, val, prep, probs_fp32=p_val)
     save_bundle(
-        out_root.parent / f"{name}_linear{lung_tag(lungs, margin)}" / "bundle",
+        out_root.parent / f"{name}_linear{lung_tag(lungs, margin)}{arch_tag(arch)}" / "bundle",
         model,
-        "efficientnet_lite0",
+        arch,
         space,
         prep,
         thresholds=thresholds,
@@ -257,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lungs", choices=("crop", "mask"), help="lung-aware preprocessing of every image")
     ap.add_argument("--margin", type=float, default=0.1, help="--lungs crop: lung box grown by this fraction")
     ap.add_argument("--only", choices=("all", "covid3"), help="one model instead of both")
+    ap.add_argument("--arch", default=ARCH, choices=(ARCH, "efficientnet_lite1", "efficientnet_lite2"))
     ap.add_argument("--no-bundle", action="store_true", help="figures only: no bundle, no bf16 check")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -272,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             args.margin,
             not args.no_bundle,
             args.only is None,
+            args.arch,
         )
         report[name] = {
             "in-source validation": {k: d["val"].get(k) for k in ("n", "mean_auroc", "macro_auroc", "accuracy")},
@@ -287,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                 d, True, ["kaggle-pneumonia", "covid-chestxray", "covid19-radiography-db"]
             )
         print(json.dumps(report[name], indent=1), flush=True)
-    suffix = lung_tag(args.lungs, args.margin) + ("" if args.size == 64 else f"_{args.size}px")
+    suffix = lung_tag(args.lungs, args.margin) + arch_tag(args.arch) + ("" if args.size == 64 else f"_{args.size}px")
     suffix += f"_{args.only}" if args.only else ""
     (args.out / f"lso_{Path(args.backbone).stem}{suffix}.json").write_text(json.dumps(report, indent=1))
     return 0
