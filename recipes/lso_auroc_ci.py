@@ -1,6 +1,7 @@
 """95% bootstrap CIs of covid3's held-out COVID-19 AUROC, from linear_head.py's cached embeddings.
 
     python recipes/lso_auroc_ci.py runs/linear_head/emb64_imagenet_covid3.npz [more .npz ...]
+    python recipes/lso_auroc_ci.py runs/linear_head/emb*_covid3.npz   # every backbone and size embedded
 
 For each held-out COVID source the head is refitted without it (as linear_head.leave_source_out does); the
 held-out images are then resampled 500 times (seed 0) with the head fixed.
@@ -31,15 +32,20 @@ def main(files: list[str]) -> int:
         z = np.load(f, allow_pickle=True)
         X = pd.DataFrame(z["X"], index=z["paths"]).loc[paths].to_numpy(np.float32)
         out = []
-        for held in ("covid-chestxray", "covid19-radiography-db"):
+        normal = list(table.label_space.classes).index("NORMAL")
+        # the third: COVID-19 against the collection's own normals only (19), the team's within-hospital measure
+        for held, pair in (("covid-chestxray", False), ("covid19-radiography-db", False), ("covid-chestxray", True)):
             tr, te = src != held, src == held
+            if pair:
+                te &= (Y[:, j] == 1) | (Y[:, normal] == 1)
             W, B = lh.fit_covid3(X[tr], Y[tr], src[tr], True)
             p, y = lh.probs_of("multiclass", X[te], W, B)[:, j], Y[te, j]
             boot = [
                 roc_auc_score(y[i], p[i]) for i in rng.integers(0, len(y), (500, len(y))) if 0 < y[i].sum() < len(i)
             ]
             lo, hi = np.percentile(boot, [2.5, 97.5])
-            out.append(f"{held} {roc_auc_score(y, p):.3f} [{lo:.3f}, {hi:.3f}]")
+            name = f"{held} vs NORMAL" if pair else held
+            out.append(f"{name} {roc_auc_score(y, p):.3f} [{lo:.3f}, {hi:.3f}]")
         print(f, " | ".join(out), flush=True)
     return 0
 
