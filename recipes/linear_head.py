@@ -28,11 +28,12 @@ from sklearn.metrics import roc_auc_score
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.core.task import LabelSpace
 from cxrkit.data import load_datasets
+from cxrkit.data.fingerprint import split_record
 from cxrkit.evaluation import choose_thresholds, evaluate_predictions, without_curves
 from cxrkit.models import create_model, save_bundle
 from cxrkit.models.engine import Engine, InferenceOptions
 from cxrkit.models.lungs import LungPreprocessor, LungSpec
-from cxrkit.training.data_prep import data_summary, prepare_table
+from cxrkit.training.data_prep import data_summary, intended_input, prepare_table
 from cxrkit.training.precision import run_bf16_check
 from cxrkit.training.recipe import load_recipe
 
@@ -144,7 +145,7 @@ def build(
 ) -> dict:
     # in-source figures need a patient split; recipes/all.yaml now validates leave-one-source-out (the GPU
     # fine-tune), and this script does its own leave-source-out folds below
-    sets = [f"model.image_size={size}", f"model.weights={backbone}", "data.validation=split"]
+    sets = [f"model.arch={arch}", f"model.image_size={size}", f"model.weights={backbone}", "data.validation=split"]
     recipe = load_recipe(recipe_path, sets)
     table = prepare_table(recipe.data)
     tag = ("_imagenet" if backbone == "imagenet" else "") + lung_tag(lungs, margin) + arch_tag(arch)
@@ -184,6 +185,8 @@ def build(
         metrics={"validation": metrics},
         data_summary=data_summary(table, recipe.data),
         license=recipe.license,
+        images=split_record(table.split("train"), val),  # `cxr evaluate` then warns on images it has seen
+        intended_input=intended_input(table, recipe.data),
         extra={
             "recipe": recipe.to_dict(),
             "method": f"frozen backbone ({backbone}) + source-balanced logistic-regression head, C={C}: "

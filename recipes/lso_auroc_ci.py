@@ -46,6 +46,15 @@ def main(files: list[str]) -> int:
             lo, hi = np.percentile(boot, [2.5, 97.5])
             name = f"{held} vs NORMAL" if pair else held
             out.append(f"{name} {roc_auc_score(y, p):.3f} [{lo:.3f}, {hi:.3f}]")
+        # pooled: every source scored by the fold model that never saw it; COVID-19 vs adult non-COVID images
+        # (children left out), the shape of the team's "unseen hospitals vs adult non-COVID" measure
+        p_all = np.zeros(len(X))
+        for held in sorted(set(src)):
+            tr, te = src != held, src == held
+            W, B = lh.fit_covid3(X[tr], Y[tr], src[tr], True)
+            p_all[te] = lh.probs_of("multiclass", X[te], W, B)[:, j]
+        adult = src != "kaggle-pneumonia"
+        out.append(f"pooled adult {roc_auc_score(Y[adult, j], p_all[adult]):.3f}")
         print(f, " | ".join(out), flush=True)
     return 0
 
