@@ -146,6 +146,7 @@ def build(
     # in-source figures need a patient split; recipes/all.yaml now validates leave-one-source-out (the GPU
     # fine-tune), and this script does its own leave-source-out folds below
     sets = [f"model.arch={arch}", f"model.image_size={size}", f"model.weights={backbone}", "data.validation=split"]
+    sets += [f"preprocess.lungs={lungs}", f"preprocess.margin={margin}"] if lungs else []  # recorded as applied
     recipe = load_recipe(recipe_path, sets)
     table = prepare_table(recipe.data)
     tag = ("_imagenet" if backbone == "imagenet" else "") + lung_tag(lungs, margin) + arch_tag(arch)
