@@ -1,6 +1,10 @@
 """Serving latency for one image (prints JSON): predict, and predict + heatmap, p50 / p95 in ms.
 
-    .venv/bin/python benchmarks/serving_latency.py [--model pneumonia] [--image X.jpeg] [--n 50]
+    .venv/bin/python benchmarks/serving_latency.py [--model pneumonia] [--image X.jpeg | --image FOLDER] [--n 50]
+
+With a FOLDER every call takes the next of its images (one global order, no image twice while the folder
+lasts) and the run starts with an empty ``CXRKIT_HOME``: a bundle that cuts images to the lungs then segments
+every image, as it does for new uploads (one repeated image would hit the lung-mask cache after the first call).
 
 Measured two ways: in the library (decode + preprocess + forward, as the server runs it), and end to
 end over HTTP (``POST /v1/predict`` and ``POST /v1/explain`` to uvicorn on 127.0.0.1, case store
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import os
 import platform
@@ -61,6 +66,16 @@ def pick_image(path: str | None) -> tuple[bytes, str]:
     return buf.getvalue(), "synthetic 1200x1000 PNG"
 
 
+def pick_images(path: str | None, needed: int) -> tuple[list[bytes], str]:
+    """One image (repeated), or a folder's images in sorted order (each used once while they last)."""
+    if path and Path(path).is_dir():
+        files = sorted(f for f in Path(path).rglob("*") if f.suffix.lower() in {".png", ".jpg", ".jpeg"})[:needed]
+        reuse = "" if len(files) >= needed else f"; {needed} calls, so images repeat"
+        return [f.read_bytes() for f in files], f"{path}: {len(files)} images, the next one per call{reuse}"
+    data, source = pick_image(path)
+    return [data], source
+
+
 def timed(fn: Callable[[], object], n: int, warmup: int = 10) -> dict[str, float]:
     for _ in range(warmup):
         fn()
@@ -94,15 +109,19 @@ def main() -> None:
 
     threads = configure_threads(args.threads)
     bundle = pick_model(args.model)
-    data, source = pick_image(args.image)
+    images, source = pick_images(args.image, needed=4 * (args.n + 10))  # 4 measures, 10 warm-up calls each
+    next_image = itertools.cycle(images).__next__
+    data = images[0]
+    if len(images) > 1:  # a fresh mask cache, so that lung models segment each new image
+        os.environ["CXRKIT_HOME"] = tempfile.mkdtemp(prefix="cxrkit-bench-")
     predictor = Predictor.load(bundle)
     limits = ServerLimits()
 
     def lib_predict() -> None:
-        predictor.probabilities([decode_upload(data, limits).image])
+        predictor.probabilities([decode_upload(next_image(), limits).image])
 
     def lib_explain() -> None:
-        img = decode_upload(data, limits).image
+        img = decode_upload(next_image(), limits).image
         cam = predictor.explain(img)
         overlay_png(img, cam.cam, f"{cam.target} {cam.probability:.2f}")
 
@@ -133,13 +152,15 @@ def main() -> None:
                 time.sleep(0.05)
             try:
                 with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-                    files = {"file": ("x", data, "application/octet-stream")}
+
+                    def files() -> dict:
+                        return {"file": ("x", next_image(), "application/octet-stream")}
 
                     def http_predict() -> None:
-                        http.post("/v1/predict", files=files).raise_for_status()
+                        http.post("/v1/predict", files=files()).raise_for_status()
 
                     def http_explain() -> None:
-                        http.post("/v1/explain", files=files, data={"map_format": "none"}).raise_for_status()
+                        http.post("/v1/explain", files=files(), data={"map_format": "none"}).raise_for_status()
 
                     result["http"] = {
                         "predict": timed(http_predict, args.n),
