@@ -15,6 +15,7 @@ the head is refitted without one whole source and scored on that source only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -142,6 +143,7 @@ def build(
     bundle: bool = True,
     both: bool = True,
     arch: str = ARCH,
+    describe: str | None = None,
 ) -> dict:
     # in-source figures need a patient split; recipes/all.yaml now validates leave-one-source-out (the GPU
     # fine-tune), and this script does its own leave-source-out folds below
@@ -187,7 +189,7 @@ def build(
         data_summary=data_summary(table, recipe.data),
         license=recipe.license,
         images=split_record(table.split("train"), val),  # `cxr evaluate` then warns on images it has seen
-        intended_input=intended_input(table, recipe.data),
+        intended_input=_intended(table, recipe, describe),
         extra={
             "recipe": recipe.to_dict(),
             "method": f"frozen backbone ({backbone}) + source-balanced logistic-regression head, C={C}: "
@@ -197,6 +199,12 @@ def build(
         },
     )
     return d
+
+
+def _intended(table, recipe, describe: str | None):
+    """The measured sizes of the training images, described in words where ``describe`` says what they are."""
+    measured = intended_input(table, recipe.data)
+    return dataclasses.replace(measured, description=describe) if describe and measured else measured
 
 
 def _scores(y, p, decided) -> dict:
@@ -279,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--margin", type=float, default=0.1, help="--lungs crop: lung box grown by this fraction")
     ap.add_argument("--only", choices=("all", "covid3"), help="one model instead of both")
     ap.add_argument("--arch", default=ARCH, choices=(ARCH, "efficientnet_lite1", "efficientnet_lite2"))
+    ap.add_argument("--describe", help="the intended input in words, for the card (default: the measured sizes)")
     ap.add_argument("--no-bundle", action="store_true", help="figures only: no bundle, no bf16 check")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -295,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             not args.no_bundle,
             args.only is None,
             args.arch,
+            args.describe,
         )
         report[name] = {
             "in-source validation": {k: d["val"].get(k) for k in ("n", "mean_auroc", "macro_auroc", "accuracy")},
