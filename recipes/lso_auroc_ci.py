@@ -3,8 +3,8 @@
     python recipes/lso_auroc_ci.py runs/linear_head/emb64_imagenet_covid3.npz [more .npz ...]
     python recipes/lso_auroc_ci.py runs/linear_head/emb*_covid3.npz   # every backbone and size embedded
 
-For each held-out COVID source the head is refitted without it (as linear_head.leave_source_out does); the
-held-out images are then resampled 500 times (seed 0) with the head fixed.
+Each source is scored once by the head refitted without it (as linear_head.leave_source_out does); each measure's
+held-out images are then resampled 500 times (seed 0) with the heads fixed.
 """
 
 from __future__ import annotations
@@ -27,34 +27,36 @@ def main(files: list[str]) -> int:
     table = prepare_table(load_recipe("recipes/covid3.yaml", []).data)
     paths, src, Y = table.frame["path"].to_numpy(), table.frame["source"].to_numpy(), table.labels
     j = list(table.label_space.classes).index("COVID-19")
+    normal = list(table.label_space.classes).index("NORMAL")
     for f in files:
         rng = np.random.default_rng(0)  # per file: a file's CIs do not depend on the files before it
         z = np.load(f, allow_pickle=True)
         X = pd.DataFrame(z["X"], index=z["paths"]).loc[paths].to_numpy(np.float32)
-        out = []
-        normal = list(table.label_space.classes).index("NORMAL")
-        # the third: COVID-19 against the collection's own normals only (19), the team's within-hospital measure
-        for held, pair in (("covid-chestxray", False), ("covid19-radiography-db", False), ("covid-chestxray", True)):
+        # every source scored once, by the fold model that never saw it
+        p_out = np.zeros(len(X))
+        for held in sorted(set(src)):
             tr, te = src != held, src == held
-            if pair:
-                te &= (Y[:, j] == 1) | (Y[:, normal] == 1)
             W, B = lh.fit_covid3(X[tr], Y[tr], src[tr], True)
-            p, y = lh.probs_of("multiclass", X[te], W, B)[:, j], Y[te, j]
+            p_out[te] = lh.probs_of("multiclass", X[te], W, B)[:, j]
+        collection, covid_or_normal = src == "covid-chestxray", (Y[:, j] == 1) | (Y[:, normal] == 1)
+        measures = {
+            "covid-chestxray": collection,
+            "covid19-radiography-db": src == "covid19-radiography-db",
+            # COVID-19 against the collection's own normals only (19): the team's within-hospital measure
+            "covid-chestxray vs NORMAL": collection & covid_or_normal,
+        }
+        out = []
+        for name, rows in measures.items():
+            p, y = p_out[rows], Y[rows, j]
             boot = [
                 roc_auc_score(y[i], p[i]) for i in rng.integers(0, len(y), (500, len(y))) if 0 < y[i].sum() < len(i)
             ]
             lo, hi = np.percentile(boot, [2.5, 97.5])
-            name = f"{held} vs NORMAL" if pair else held
             out.append(f"{name} {roc_auc_score(y, p):.3f} [{lo:.3f}, {hi:.3f}]")
-        # pooled: every source scored by the fold model that never saw it; COVID-19 vs adult non-COVID images
-        # (children left out), the shape of the team's "unseen hospitals vs adult non-COVID" measure
-        p_all = np.zeros(len(X))
-        for held in sorted(set(src)):
-            tr, te = src != held, src == held
-            W, B = lh.fit_covid3(X[tr], Y[tr], src[tr], True)
-            p_all[te] = lh.probs_of("multiclass", X[te], W, B)[:, j]
+        # pooled: COVID-19 vs adult non-COVID images of unseen sources (children left out), the shape of the
+        # team's "unseen hospitals vs adult non-COVID" measure
         adult = src != "kaggle-pneumonia"
-        out.append(f"pooled adult {roc_auc_score(Y[adult, j], p_all[adult]):.3f}")
+        out.append(f"pooled adult {roc_auc_score(Y[adult, j], p_out[adult]):.3f}")
         print(f, " | ".join(out), flush=True)
     return 0
 
