@@ -282,9 +282,10 @@ def _finish(
 
 def _copy_learning_curve(out: Path, best_epoch: int | None, plot: bool) -> None:
     metrics_csv = out / "logs" / "version_0" / "metrics.csv"
-    if metrics_csv.is_file():
-        shutil.copyfile(metrics_csv, out / "metrics.csv")
-    if metrics_csv.is_file() and plot:
+    if not metrics_csv.is_file():
+        return
+    shutil.copyfile(metrics_csv, out / "metrics.csv")
+    if plot:
         learning_curve_plot(out / "metrics.csv", out / "learning_curve.png", best_epoch=best_epoch)
 
 
