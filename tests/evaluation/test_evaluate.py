@@ -9,6 +9,7 @@ import pytest
 
 from cxrkit.core.errors import ConfigError, DataFormatError
 from cxrkit.evaluation import binary_target, class_indices, evaluate_predictions
+from cxrkit.evaluation.groups import metrics_by_group
 
 from ._data import multiclass_data, multilabel_data, noisy_binary
 
@@ -86,6 +87,25 @@ def test_multiclass_result(multiclass_space):
     json.dumps(r, allow_nan=False)
 
 
+def test_multiclass_operating_point(multiclass_space):
+    """With an operating class, every decision-based figure uses it, and its one-vs-rest figures are reported."""
+    y, p = multiclass_data()
+    r = evaluate_predictions(multiclass_space, y, p, thresholds={"viral": 0.2}, n_boot=50)
+    viral, true = p[:, 2] >= 0.2, y.argmax(1)
+    op = r["operating_point"]
+    assert op["class"] == "viral" and op["threshold"] == 0.2 and op["n"] == 90
+    assert op["sensitivity"] == pytest.approx(viral[true == 2].mean())
+    assert op["specificity"] == pytest.approx(1 - viral[true != 2].mean())
+    assert op["auroc"] == pytest.approx(r["per_class"]["viral"]["auroc"])
+    assert op["sensitivity_ci"] is not None
+    cm = np.array(r["confusion_matrix"])
+    assert cm[:, 2].sum() == viral.sum()  # the viral column is every image at or above 0.2
+    assert r["per_class"]["viral"]["recall"] == pytest.approx(op["sensitivity"])
+    assert "operating_point" not in evaluate_predictions(multiclass_space, y, p, n_boot=0)
+    by = metrics_by_group(multiclass_space, y, p, ["a"] * 90, {"viral": 0.2}, n_boot=0)
+    assert by[0]["per_class"]["viral"]["sensitivity"] == pytest.approx(op["sensitivity"])
+
+
 def test_multilabel_result(multilabel_space):
     y, p = multilabel_data()
     r = evaluate_predictions(multilabel_space, y, p, thresholds=[0.4, 0.5, 0.6], n_boot=50)
@@ -141,7 +161,7 @@ def test_bad_labels_and_thresholds(binary_space, multiclass_space, multilabel_sp
         evaluate_predictions(binary_space, _binary_labels(y) * 2, p)
     with pytest.raises(ConfigError, match="needs 3"):
         evaluate_predictions(multilabel_space, np.zeros((2, 3)), np.zeros((2, 3)), thresholds=[0.5])
-    with pytest.raises(ConfigError, match="argmax"):
+    with pytest.raises(ConfigError, match="operating class"):
         evaluate_predictions(multiclass_space, np.eye(3), np.eye(3), thresholds=[0.5])
     with pytest.raises(ConfigError, match=r"1\.5"):
         evaluate_predictions(binary_space, _binary_labels(y), p, thresholds=1.5)

@@ -56,7 +56,30 @@ def test_choose_thresholds_multilabel_masks_nan_and_falls_back(multilabel_space)
 
 def test_choose_thresholds_multiclass_is_empty(multiclass_space):
     y, p = multiclass_data()
-    assert choose_thresholds(multiclass_space, y, p) == []
+    assert choose_thresholds(multiclass_space, y, p) == {}
+
+
+def test_choose_thresholds_multiclass_operating_class(multiclass_space):
+    """The operating class's threshold is chosen one-vs-rest on its own probability column."""
+    y, p = multiclass_data()
+    got = choose_thresholds(multiclass_space, y, p, "sensitivity", 0.85, operating_class="VIRAL")
+    assert list(got) == ["viral"]  # the model's spelling
+    assert got["viral"] == threshold_for_sensitivity(y[:, 2], p[:, 2], 0.85)
+    assert (p[y[:, 2] == 1, 2] >= got["viral"]).mean() >= 0.85
+    youden = choose_thresholds(multiclass_space, y, p, operating_class="viral")
+    assert youden == {"viral": pytest.approx(youden_threshold(y[:, 2], p[:, 2]))}
+
+
+def test_operating_class_errors(binary_space, multiclass_space, six):
+    y, p = six
+    with pytest.raises(ConfigError, match="multiclass"):
+        choose_thresholds(binary_space, np.stack([1 - y, y], axis=1), p, operating_class="pos")
+    ym, pm = multiclass_data()
+    with pytest.raises(UnknownNameError, match="viral"):
+        choose_thresholds(multiclass_space, ym, pm, operating_class="covid")
+    none_viral = ym[ym[:, 2] == 0]
+    with pytest.raises(DataFormatError, match="both classes"):
+        choose_thresholds(multiclass_space, none_viral, pm[ym[:, 2] == 0], operating_class="viral")
 
 
 def test_choose_thresholds_errors(binary_space, six):

@@ -53,7 +53,8 @@ def test_round_trip_identical_predictions(tmp_path, label_spaces, task):
     assert bundle.label_space == ls and bundle.preprocessing.mean == 0.5
     assert bundle.model_kwargs == {"image_size": 32}
     outputs = [ls.positive] if task == "binary" else list(ls.classes)
-    assert bundle.thresholds == dict.fromkeys(outputs, 0.5)
+    # multiclass: no operating class, so the arg-max decides and no threshold is stored
+    assert bundle.thresholds == ({} if task == "multiclass" else dict.fromkeys(outputs, 0.5))
     assert bundle.metrics == {"auroc": 0.91, "n": 40}
     assert len(bundle.fingerprint) == 64
 
@@ -91,7 +92,7 @@ def test_save_checks_architecture_and_thresholds(tmp_path, label_spaces):
     pre = Preprocessing(image_size=32)
     with pytest.raises(ConfigError, match="does not match"):
         save_bundle(tmp_path / "x", model, "small_cnn", ls, pre, None, {}, {}, "n/a")
-    with pytest.raises(ConfigError, match="3 outputs"):
+    with pytest.raises(ConfigError, match="name their class"):
         save_bundle(tmp_path / "x", model, "tiny_cnn", ls, pre, [0.5, 0.5], {}, {}, "n/a")
     with pytest.raises(ConfigError, match="probabilities"):
         save_bundle(tmp_path / "x", model, "tiny_cnn", ls, pre, {"covid": 1.5}, {}, {}, "n/a")
@@ -145,3 +146,25 @@ def test_resolve_by_name(tmp_path, label_spaces):
         resolve_bundle("toy-cx")
     assert "'toy-cxr'" in str(err.value)
     assert (SHIPPED_DIR / "README.md").is_file()
+
+
+def test_multiclass_operating_class_round_trip_card_and_load_errors(tmp_path, label_spaces):
+    ls = label_spaces["multiclass"]
+    _save(tmp_path / "b", ls, thresholds={"COVID": 0.27})
+    bundle = load_bundle(tmp_path / "b")
+    assert bundle.thresholds == {"covid": 0.27}
+    card = (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    assert "**covid** whenever its probability is at least 0.27" in card
+    _save(tmp_path / "argmax", ls)
+    assert "most probable class (arg-max)" in (tmp_path / "argmax" / "MODEL_CARD.md").read_text()
+
+    cfg_file = tmp_path / "b" / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["thresholds"] = dict.fromkeys(ls.classes, 0.5)  # as bundles before operating points wrote it
+    cfg_file.write_text(json.dumps(cfg))
+    assert load_bundle(tmp_path / "b").thresholds == {}
+    cfg["thresholds"] = {"covid": 0.3, "normal": 0.2}
+    cfg_file.write_text(json.dumps(cfg))
+    with pytest.raises(BundleError, match="at most one threshold") as err:
+        load_bundle(tmp_path / "b")
+    assert str(cfg_file) in str(err.value)

@@ -149,23 +149,26 @@ def test_header_fits_on_one_phone_width(browser, make_client):
 
 
 def test_multiclass_result_never_contradicts_itself(browser, tmp_path):
-    """Issue 12, item 12: an exclusive multi-class model shows its most probable class as the call."""
+    """Issue 12, item 12: an exclusive multi-class model shows one call, the model's own (its operating class
+    at its threshold, else the most probable class), highlighted once and explained."""
     from cxrkit.serving.app import create_app
     from cxrkit.serving.predictor import Predictor
 
-    app = create_app({"covid3": Predictor.load("covid3")}, db_url=f"sqlite:///{tmp_path / 'c.db'}")
+    predictor = Predictor.load("covid3")
+    app = create_app({"covid3": predictor}, db_url=f"sqlite:///{tmp_path / 'c.db'}")
     image = tmp_path / "x.png"
     image.write_bytes(png_bytes(5, size=200, bright_blob=True))
+    call = predictor.predict_bytes(image.read_bytes())["findings"][0]
     with LiveServer(app) as srv:
         page = _open(browser, srv)
         page.set_input_files("#file", str(image))
         page.click("#go")
         page.wait_for_selector("#findings li", timeout=60_000)
-        top = page.locator("#findings li .name").first.inner_text()
         summary = page.inner_text("#summary")
-        assert f"Call: {top}" in summary and "none" not in summary
+        assert f"Call: {call}" in summary and "none" not in summary
+        assert ("operating point" in summary) == bool(predictor.bundle.thresholds)
         assert page.locator("#findings li.above").count() == 1
-        assert page.locator("#findings li.above .name").inner_text() == top
+        assert page.locator("#findings li.above .name").inner_text() == call
         assert not page.is_visible("#sliderbox")
         page.close()
     app.state.cxr.store.close()

@@ -10,7 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cxrkit.cli import app
+from cxrkit.core.errors import ConfigError, UnknownNameError
+from cxrkit.models import load_bundle
+from cxrkit.serving.predictor import Predictor
 from cxrkit.training.recipe import load_recipe
+from cxrkit.training.rethreshold import rethreshold_bundle
 from cxrkit.training.run import train_from_recipe
 from tests.conftest import TINY_CNN
 
@@ -31,19 +35,48 @@ def three_class(learnable, tmp_path_factory):
 
 
 def test_multiclass_train_and_evaluate(three_class, tmp_path):
-    result = train_from_recipe(
-        load_recipe(None, [f"data.sources=[{three_class}]", f"out={tmp_path}", *COMMON]), progress=False
-    )
-    assert result["thresholds"] == []  # argmax: no threshold
+    """A multiclass recipe with an operating class: COVID-19 gets a threshold reaching sensitivity 0.9 on
+    validation, the bundle keeps it, and evaluation, prediction and re-thresholding decide by it."""
+    operating = [
+        "threshold.method=sensitivity",
+        "threshold.target_sensitivity=0.9",
+        "threshold.operating_class=covid-19",
+    ]
+    recipe = load_recipe(None, [f"data.sources=[{three_class}]", f"out={tmp_path}", *COMMON, *operating])
+    result = train_from_recipe(recipe, progress=False)
+    (t,) = result["thresholds"].values()
+    assert list(result["thresholds"]) == ["COVID-19"] and 0 < t < 1
+    assert result["val"]["operating_point"]["sensitivity"] >= 0.9
+    bundle = load_bundle(tmp_path / "bundle")
+    assert bundle.thresholds == {"COVID-19": t}
     r = runner.invoke(
         app, ["evaluate", "--model", str(tmp_path / "bundle"), str(three_class), "--json", "--n-boot", "20"]
     )
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
-    for key in ("n", "accuracy", "macro_auroc", "per_class", "confusion_matrix"):
+    for key in ("n", "accuracy", "macro_auroc", "per_class", "confusion_matrix", "operating_point"):
         assert key in res
     assert set(res["per_class"]) == {"NORMAL", "PNEUMONIA", "COVID-19"}
     assert res["per_class"]["NORMAL"]["auroc"] > 0.9  # the dark-centre class is easy
+    assert res["operating_point"]["class"] == "COVID-19" and res["operating_point"]["threshold"] == t
+    predictor = Predictor.from_bundle(bundle, warmup=False)
+    calls = predictor.predict_paths([three_class / "COVID-19"])
+    assert all((c["findings"] == ["COVID-19"]) == (c["probabilities"]["COVID-19"] >= t) for c in calls)
+    # re-thresholding keeps the bundle's operating class unless told otherwise
+    again = rethreshold_bundle(tmp_path / "bundle", method="youden", out=tmp_path / "youden")
+    assert list(again["thresholds"]) == ["COVID-19"]
+
+
+def test_operating_class_fails_before_training(learnable, three_class, tmp_path):
+    binary = load_recipe(None, [f"data.sources=[{learnable}]", f"out={tmp_path}", *COMMON,
+                                "threshold.operating_class=PNEUMONIA"])  # fmt: skip
+    with pytest.raises(ConfigError, match="multiclass"):
+        train_from_recipe(binary, progress=False)
+    unknown = load_recipe(None, [f"data.sources=[{three_class}]", f"out={tmp_path}", *COMMON,
+                                 "threshold.operating_class=viral"])  # fmt: skip
+    with pytest.raises(UnknownNameError, match="COVID-19"):
+        train_from_recipe(unknown, progress=False)
+    assert not (tmp_path / "bundle").exists()
 
 
 def test_multilabel_train_and_evaluate(learnable, tmp_path):

@@ -234,6 +234,10 @@ def threshold_cmd(
         str | None, typer.Option(help="youden | youden_band | sensitivity (default: the bundle's own method).")
     ] = None,
     target_sensitivity: Annotated[float | None, typer.Option(help="For --method sensitivity.")] = None,
+    operating_class: Annotated[
+        str | None,
+        typer.Option(help="Multiclass: the class given a one-vs-rest threshold, e.g. COVID-19 (others: arg-max)."),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the updated bundle here (default: in place).")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -243,11 +247,12 @@ def threshold_cmd(
     from cxrkit.training.rethreshold import rethreshold_bundle
 
     setup_logging(quiet or as_json)
-    result = rethreshold_bundle(model, method=method, target_sensitivity=target_sensitivity, out=out)
+    result = rethreshold_bundle(model, method, target_sensitivity, out=out, operating_class=operating_class)
     if as_json:
         print_json(result)
     else:
         v = result["validation"]
+        v = v.get("operating_point") or v  # multiclass with an operating class: that class against the rest
         typer.echo(f"{result['bundle']}: thresholds {result['thresholds']} ({result['method']})")
         typer.echo(
             f"validation at them: accuracy {v.get('accuracy')}, sensitivity {v.get('sensitivity')}, specificity {v.get('specificity')}"

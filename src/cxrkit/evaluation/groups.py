@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from cxrkit.core.decisions import decide
 from cxrkit.core.jsonable import nan_to_none, to_jsonable
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.evaluation.bootstrap import bootstrap_ci
@@ -36,14 +37,14 @@ def _output_row(y: np.ndarray, p: np.ndarray, decision: np.ndarray, n_boot: int,
     }
 
 
-def _outputs(space: LabelSpace, y: np.ndarray, p: np.ndarray, thresholds: Sequence[float] | None):
+def _outputs(space: LabelSpace, y: np.ndarray, p: np.ndarray, thresholds: Sequence[float] | Mapping[str, float] | None):
     """(name, labels, probabilities, decisions) per scored output of the task."""
     if space.task is TaskType.BINARY:
         t = thresholds[0] if thresholds else 0.5
         prob = p.reshape(len(p), -1)[:, -1]
         yield space.classes[1], y[:, 1], prob, prob >= t
     elif space.task is TaskType.MULTICLASS:
-        pred = p.argmax(axis=1)
+        pred = decide(space, p, thresholds if isinstance(thresholds, Mapping) else None)
         for j, c in enumerate(space.classes):
             yield c, y[:, j], p[:, j], pred == j
     else:
@@ -57,14 +58,15 @@ def metrics_by_group(
     y: np.ndarray,
     probs: np.ndarray,
     groups: Sequence[Any],
-    thresholds: Sequence[float] | None = None,
+    thresholds: Sequence[float] | Mapping[str, float] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """One row per group value (largest first; missing values grouped as '(unknown)').
 
     Binary rows: ``group``, ``output`` (the positive class), ``n``, ``n_positive``, ``auroc``, ``auroc_ci`` (None where a group has one class),
-    ``sensitivity``, ``specificity``, ``accuracy`` at the stored threshold. Multiclass (decision: argmax) and
+    ``sensitivity``, ``specificity``, ``accuracy`` at the stored threshold. Multiclass (decided by
+    :func:`cxrkit.core.decisions.decide`; ``thresholds`` is ``{operating class: t}`` or None) and
     multilabel rows: ``group``, ``n``, ``mean_auroc`` (over outputs where defined) and ``per_class``
     {class: the binary fields}.
     """

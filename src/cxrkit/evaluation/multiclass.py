@@ -1,13 +1,16 @@
-"""Multiclass metrics: argmax decisions, per-class report, confusion matrix, one-vs-rest AUROC."""
+"""Multiclass metrics: arg-max (or operating-point) decisions, per-class report, confusion matrix, one-vs-rest AUROC."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from cxrkit.core.decisions import decide
 from cxrkit.core.errors import DataFormatError
 from cxrkit.core.jsonable import nan_to_none
+from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.evaluation.bootstrap import bootstrap_indices, check_bootstrap_args, percentile_interval
 from cxrkit.evaluation.metrics import auroc_batched
 
@@ -68,8 +71,10 @@ def multiclass_metrics(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    thresholds: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Metrics of softmax predictions against class indices; the decision is the argmax.
+    """Metrics of softmax predictions against class indices, decided by :func:`cxrkit.core.decisions.decide`
+    (the arg-max, or ``thresholds``' operating class first).
 
     Args:
         y: (N,) int class indices (see :func:`cxrkit.evaluation.arrays.class_indices`).
@@ -78,6 +83,7 @@ def multiclass_metrics(
         n_boot: bootstrap resamples for the confidence intervals (0: none); resampling is stratified by class.
         seed: bootstrap seed.
         alpha: 0.05 gives 95% intervals.
+        thresholds: ``{operating class: threshold}`` or None (arg-max).
 
     Returns:
         dict with ``accuracy`` (+ ``accuracy_ci``), ``balanced_accuracy``, ``macro_precision``, ``macro_recall``,
@@ -91,7 +97,7 @@ def multiclass_metrics(
     n_cls = len(classes)
     if p.ndim != 2 or p.shape != (y.size, n_cls):
         raise DataFormatError(f"probs must be {y.size} x {n_cls} to match y and classes, got shape {p.shape}.")
-    pred = p.argmax(axis=1)
+    pred = decide(LabelSpace(TaskType.MULTICLASS, tuple(classes)), p, thresholds)
     cm = confusion_matrix(y, pred, n_cls)
     out = report_from_confusion(cm, classes)
     onehot = np.eye(n_cls)[y]

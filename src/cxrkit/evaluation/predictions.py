@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from cxrkit.core.decisions import multiclass_thresholds
 from cxrkit.core.errors import ConfigError, DataFormatError
 from cxrkit.core.jsonable import to_jsonable
 from cxrkit.core.task import LabelSpace, TaskType
@@ -62,11 +64,23 @@ def _binary(
     return out
 
 
+def _operating_point(
+    space: LabelSpace, y: np.ndarray, p: np.ndarray, chosen: dict[str, float], n_boot: int, seed: int, alpha: float
+) -> dict[str, Any]:
+    """The operating class against every other class at its threshold: the binary metrics with their CIs."""
+    ((name, t),) = chosen.items()
+    j = space.index(name)
+    one_vs_rest = LabelSpace(TaskType.BINARY, (f"not {name}", name))
+    out = _binary(one_vs_rest, (y == j).astype(np.float64), p[:, j], [t], n_boot, seed, alpha)
+    out.pop("accuracy_vs_threshold", None)
+    return {"class": name, **out}
+
+
 def evaluate_predictions(
     label_space: LabelSpace,
     y_true: Any,
     probs: Any,
-    thresholds: list[float] | float | None = None,
+    thresholds: list[float] | Mapping[str, float] | float | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
@@ -79,7 +93,8 @@ def evaluate_predictions(
         y_true: label matrix N x C of 1 / 0 / NaN (binary: N x 2 one-hot [negative, positive]).
         probs: model probabilities: (N,) or (N, 1) for binary, N x C otherwise.
         thresholds: decision thresholds chosen on *validation* data (see ``choose_thresholds``): one value
-            (or a 1-list) for binary, one per label for multilabel; must be None or [] for multiclass (argmax).
+            (or a 1-list) for binary, one per label for multilabel; multiclass: None (arg-max) or
+            ``{operating class: threshold}`` (see :mod:`cxrkit.core.decisions`).
             None uses 0.5, recorded as ``threshold_source: "default_0.5"``.
         n_boot: bootstrap resamples for confidence intervals; 0 skips them (intervals are None).
         seed: bootstrap seed (results are reproducible).
@@ -96,7 +111,9 @@ def evaluate_predictions(
         ``confusion_matrix`` [[tn, fp], [fn, tp]] and ``accuracy_vs_threshold``.
         Multiclass adds the keys of :func:`cxrkit.evaluation.multiclass.multiclass_metrics`: ``accuracy``,
         ``accuracy_ci``, ``balanced_accuracy``, ``macro_precision``, ``macro_recall``, ``macro_f1``, ``macro_auroc``,
-        ``macro_auroc_ci``, ``per_class`` and ``confusion_matrix``.
+        ``macro_auroc_ci``, ``per_class`` and ``confusion_matrix``, all at the decisions of ``thresholds``; with an
+        operating class also ``operating_point``: that class against the rest at its threshold (``class`` and the
+        binary keys: ``threshold``, ``sensitivity``, ``specificity``, ... with CIs).
         Multilabel adds the keys of :func:`cxrkit.evaluation.multilabel.multilabel_metrics` (``mean_auroc``,
         ``mean_auroc_ci``, ``n_labels_scored``, ``per_label``, ``micro_accuracy``, ``accuracy_vs_threshold``),
         ``threshold_source`` and ``n_unknown_labels`` (NaN entries of ``y_true``).
@@ -113,11 +130,15 @@ def evaluate_predictions(
     if task is TaskType.BINARY:
         result.update(_binary(label_space, y, p, thresholds, n_boot, seed, alpha))
     elif task is TaskType.MULTICLASS:
-        if thresholds is not None and (not hasattr(thresholds, "__len__") or len(thresholds) > 0):
+        if thresholds is not None and not isinstance(thresholds, Mapping) and len(np.ravel(thresholds)) > 0:
             raise ConfigError(
-                f"A multiclass task takes no thresholds (the decision is the argmax), got {thresholds!r}; pass None."
+                "A multiclass task takes no threshold list (the decision is the arg-max, or one operating class's "
+                f"threshold), got {thresholds!r}; pass None, or {{class: threshold}} for an operating class."
             )
-        result.update(multiclass_metrics(y, p, classes, n_boot=n_boot, seed=seed, alpha=alpha))
+        chosen = multiclass_thresholds(thresholds if isinstance(thresholds, Mapping) else None, label_space)
+        result.update(multiclass_metrics(y, p, classes, n_boot=n_boot, seed=seed, alpha=alpha, thresholds=chosen))
+        if chosen:
+            result["operating_point"] = _operating_point(label_space, y, p, chosen, n_boot, seed, alpha)
     else:
         result.update(multilabel_metrics(y, p, classes, thresholds, n_boot=n_boot, seed=seed, alpha=alpha))
         result["threshold_source"] = _threshold_source(thresholds)

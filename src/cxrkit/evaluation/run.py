@@ -102,7 +102,8 @@ def evaluate_model(
             len(table),
             100 * overlap["fraction"],
         )
-    thresholds = None if space.task is TaskType.MULTICLASS else [bundle.thresholds[k] for k in bundle.thresholds]
+    # multiclass: the bundle's mapping ({} arg-max, or its operating class); else one value per output, in order
+    thresholds = bundle.thresholds if space.task is TaskType.MULTICLASS else list(bundle.thresholds.values())
     result = evaluate_predictions(space, labels, probs, thresholds=thresholds, n_boot=n_boot)
     result["model"] = {"path": str(bundle.path), "architecture": bundle.architecture, "sha256": bundle.fingerprint}
     result["inference"] = engine.describe()

@@ -136,7 +136,8 @@ def choose_thresholds(
     probs: Any,
     method: str = "youden",
     target_sensitivity: float | None = None,
-) -> list[float]:
+    operating_class: str | None = None,
+) -> list[float] | dict[str, float]:
     """Choose decision thresholds on validation predictions.
 
     Args:
@@ -147,11 +148,13 @@ def choose_thresholds(
             thresholds within 0.01 of the best J) or ``"sensitivity"`` (highest threshold
             reaching ``target_sensitivity``).
         target_sensitivity: required for ``method="sensitivity"``.
+        operating_class: multiclass only: the class to give a one-vs-rest operating point (chosen on its
+            probability against every other class); the others are decided by arg-max.
 
     Returns:
         Binary: ``[t]``, one threshold for the positive class. Multilabel: one threshold per label, in class
         order; a label whose known validation labels hold one class only gets 0.5 (with a warning).
-        Multiclass: ``[]``, since the decision is the argmax of the softmax and takes no threshold.
+        Multiclass: ``{operating_class: t}``, or ``{}`` without one (the decision is the arg-max).
 
     Raises:
         UnknownNameError: unknown ``method``.
@@ -169,9 +172,20 @@ def choose_thresholds(
         )
     if method == "sensitivity" and not (isinstance(target_sensitivity, int | float) and 0 < target_sensitivity <= 1):
         raise ConfigError(f"target_sensitivity must be a number in (0, 1], e.g. 0.95, got {target_sensitivity!r}.")
+    if operating_class is not None and label_space.task is not TaskType.MULTICLASS:
+        raise ConfigError(
+            f"operating_class is for multiclass models; this one is {label_space.task.value}, whose thresholds "
+            "are per output already. Fix: drop operating_class."
+        )
     y, p = check_pair(label_space, y_true, probs)
     if label_space.task is TaskType.MULTICLASS:
-        return []
+        if operating_class is None:
+            return {}
+        j = label_space.index(operating_class)
+        name = label_space.classes[j]
+        one_vs_rest = (y == j).astype(np.float64)  # multiclass targets are class indices
+        _need_both_classes(one_vs_rest, f"Choosing a {method} threshold for {name!r}")
+        return {name: _one_threshold(one_vs_rest, p[:, j], method, target_sensitivity, name)}
     if label_space.task is TaskType.BINARY:
         known = ~np.isnan(y)
         _need_both_classes(y[known], f"Choosing a {method} threshold")

@@ -39,9 +39,10 @@ def without_curves(result: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class Validation:
-    """Thresholds chosen on validation (``[]``: 0.5, or none for multiclass) and the full result at them."""
+    """Thresholds chosen on validation (``[]``: 0.5; multiclass ``{}`` or its operating class's) and the full
+    result at them."""
 
-    thresholds: list[float]
+    thresholds: list[float] | dict[str, float]
     result: dict[str, Any]
 
     @property
@@ -56,6 +57,7 @@ def validate(
     probs: np.ndarray,
     method: str = "youden",
     target_sensitivity: float | None = None,
+    operating_class: str | None = None,
     *,
     fallback: bool = False,
     n_boot: int = 1000,
@@ -65,12 +67,13 @@ def validate(
 ) -> Validation:
     """Choose thresholds (``method``) on ``labels``/``probs``, evaluate at them, and write ``report`` if given.
 
+    ``operating_class``: multiclass only, the class given a one-vs-rest threshold (``choose_thresholds``).
     ``plots``: False writes the report without its PNG figures.
     ``fallback``: where the data cannot support a threshold (a held-out source with one class only) use 0.5
     with a warning instead of raising :class:`DataFormatError`.
     """
     try:
-        thresholds = choose_thresholds(space, labels, probs, method=method, target_sensitivity=target_sensitivity)
+        thresholds = choose_thresholds(space, labels, probs, method, target_sensitivity, operating_class)
     except DataFormatError as err:
         if not fallback:
             raise

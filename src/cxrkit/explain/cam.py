@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cxrkit.core.decisions import decide
 from cxrkit.core.errors import ConfigError, UnknownNameError
 from cxrkit.core.preprocess import Preprocessing
 from cxrkit.core.task import LabelSpace, TaskType
@@ -96,10 +97,10 @@ def resolve_target(label_space: LabelSpace, name: str) -> int:
 
 
 def predicted_class(probs: np.ndarray, label_space: LabelSpace, thresholds: dict[str, float] | None = None) -> int:
-    """The class a CAM explains by default: binary, positive when at or above its threshold; else argmax."""
-    if label_space.task is TaskType.BINARY:
-        t = (thresholds or {}).get(label_space.positive, 0.5)
-        return 1 if probs[1] >= t else 0
+    """The class a CAM explains by default: the model's call at its thresholds (exclusive tasks), else the
+    most probable finding."""
+    if label_space.exclusive:
+        return int(decide(label_space, np.asarray(probs)[None, :], thresholds)[0])
     return int(np.argmax(probs))
 
 

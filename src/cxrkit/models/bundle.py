@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 import cxrkit
+from cxrkit.core.decisions import multiclass_thresholds
 from cxrkit.core.errors import BundleError, ConfigError, CxrkitError, UnknownNameError
 from cxrkit.core.files import atomic_dir, sha256_file
 from cxrkit.core.jsonable import json_text
@@ -83,8 +84,15 @@ def normalise_thresholds(
 ) -> dict[str, float]:
     """Per-output thresholds as ``{class: value}`` (binary: one entry, the positive class).
 
-    ``None`` means 0.5 for every output. A sequence is aligned with the outputs.
+    ``None`` means 0.5 for every output. A sequence is aligned with the outputs. Multiclass: ``{}`` (arg-max)
+    or one operating class, ``{class: value}`` (see :mod:`cxrkit.core.decisions`).
     """
+    if label_space.task is TaskType.MULTICLASS:
+        if thresholds is not None and not isinstance(thresholds, Mapping) and len(np.ravel(thresholds)):
+            raise ConfigError(
+                f"A multiclass model's thresholds name their class ({{'COVID-19': 0.3}}), got {thresholds!r}."
+            )
+        return multiclass_thresholds(thresholds if isinstance(thresholds, Mapping) else None, label_space)
     outputs = [label_space.positive] if label_space.task is TaskType.BINARY else list(label_space.classes)
     if thresholds is None:
         values = dict.fromkeys(outputs, 0.5)
@@ -327,6 +335,11 @@ def _read_thresholds(raw: Any, label_space: LabelSpace, where: Path) -> dict[str
         if not ok:
             raise BundleError(f"{where}: the threshold of {k!r} is {v!r}, not a probability in [0, 1]. {fix}")
         out[k] = float(v)
+    if label_space.task is TaskType.MULTICLASS:
+        try:
+            return multiclass_thresholds(out, label_space)
+        except ConfigError as err:
+            raise BundleError(f"{where}: {err}") from None
     return out
 
 

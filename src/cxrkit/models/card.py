@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from cxrkit.core.decisions import multiclass_thresholds
+from cxrkit.core.task import LabelSpace
 from cxrkit.models.card_audit import AUDIT_KEY, audit_section, audit_warning
 from cxrkit.models.card_evaluations import evaluation_sections
 
@@ -114,6 +116,20 @@ def _precision_sections(checks: Mapping[str, object]) -> list[str]:
     return parts
 
 
+def _decision_lines(label_space: Mapping[str, object], thresholds: dict[str, float]) -> list[str]:
+    """How the model decides: a threshold table, with the multiclass rule in words (cxrkit.core.decisions)."""
+    if label_space["task"] != "multiclass":
+        return [_table(thresholds, ("Class", "Threshold"))]
+    chosen = multiclass_thresholds(thresholds, LabelSpace.from_dict(dict(label_space)))
+    if not chosen:
+        return ["The most probable class (arg-max); no threshold.\n"]
+    ((name, value),) = chosen.items()
+    return [
+        f"**{name}** whenever its probability is at least {value:.4g} (a one-vs-rest operating point); "
+        "otherwise the most probable of the other classes.\n"
+    ]
+
+
 def render_model_card(config: Mapping[str, object]) -> str:
     """Markdown model card from a bundle's ``config.json`` contents."""
     ls = config["label_space"]
@@ -164,7 +180,7 @@ def render_model_card(config: Mapping[str, object]) -> str:
     parts += audit_section(audit)
     parts += [
         "## Decision thresholds\n",
-        _table(thresholds, ("Class", "Threshold")),
+        *_decision_lines(ls, thresholds),
         "## Limitations\n",
         "- Trained on the data above only; performance on other hospitals, scanners, populations, views or "
         "image processing is unknown and usually lower (dataset shift).",

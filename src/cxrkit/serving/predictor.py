@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from cxrkit.core.decisions import decide
 from cxrkit.core.errors import CxrkitError, DataFormatError, ImageDecodeError
 from cxrkit.core.settings import torch_threads_setting
-from cxrkit.core.task import TaskType
 from cxrkit.data.images import load_size
 from cxrkit.data.transforms import ImageTransform
 from cxrkit.io import read_image_bytes
@@ -135,14 +135,11 @@ class Predictor:
             ({"class": c, "probability": float(probs[i])} for i, c in enumerate(classes)),
             key=lambda r: -r["probability"],
         )
-        if space.task is TaskType.BINARY:
-            t = self.bundle.thresholds[space.positive]
-            findings = [space.positive] if probs[1] >= t else [classes[0]]
-        elif space.task is TaskType.MULTICLASS:
-            findings = [classes[int(np.argmax(probs))]]
+        decision = decide(space, probs[None, :], self.bundle.thresholds)[0]
+        if space.exclusive:
+            findings = [classes[int(decision)]]
         else:
-            findings = [c for i, c in enumerate(classes) if probs[i] >= self.bundle.thresholds.get(c, 0.5)]
-            findings.sort(key=lambda c: -probs[classes.index(c)])
+            findings = sorted((c for i, c in enumerate(classes) if decision[i]), key=lambda c: -probs[classes.index(c)])
         return {
             "ranked": ranked,
             "findings": findings,

@@ -276,7 +276,8 @@ function renderFindings() {
     li.innerHTML = `<span class="name">${esc(c.class)}</span><span class="p">${c.probability.toFixed(3)}</span><span class="bar"><span style="width:${(100 * c.probability).toFixed(1)}%"></span></span>`;
     ul.appendChild(li);
   }
-  // Exclusive classes: the call is the most probable class; a threshold slider would contradict it.
+  // Exclusive classes: the call is the model's (arg-max, or its operating class at its threshold); a slider
+  // would contradict it.
   $("#sliderbox").classList.toggle("hidden", exclusive());
   const m = r.model;
   $("#meta").innerHTML = `Model <b>${esc(m.name)}</b> ${esc(m.architecture)} v${esc(m.version)} &middot; sha256 ${esc(m.sha256.slice(0, 12))}&hellip;<br>`
@@ -292,9 +293,13 @@ function recolour() {
   if (!S.result) return;
   const items = [...document.querySelectorAll("#findings li")];
   if (exclusive()) {
-    const call = S.result.ranked[0];
-    items.forEach((li) => li.classList.toggle("above", li.dataset.cls === call.class));
-    $("#summary").innerHTML = `Call: ${named([call.class])} (${call.probability.toFixed(2)})<br><span class="muted">The most probable of ${S.result.ranked.length} exclusive classes.</span>`;
+    const call = S.result.findings[0], p = S.result.probabilities[call];
+    const [op, t] = Object.entries(S.result.thresholds || {})[0] || [];
+    const why = op === undefined ? `The most probable of ${S.result.ranked.length} exclusive classes.`
+      : call === op ? `${esc(op)} is called at or above ${t.toFixed(2)} (its operating point), even when another class is more probable.`
+      : `${esc(op)} is below its operating point ${t.toFixed(2)}; the most probable other class.`;
+    items.forEach((li) => li.classList.toggle("above", li.dataset.cls === call));
+    $("#summary").innerHTML = `Call: ${named([call])} (${p.toFixed(2)})<br><span class="muted">${why}</span>`;
     return;
   }
   const above = [];

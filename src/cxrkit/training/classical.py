@@ -40,6 +40,7 @@ def train_classical(recipe: Recipe) -> dict[str, Any]:
     out = recipe.out_dir
     out.mkdir(parents=True, exist_ok=True)
     table = prepare_table(recipe.data)
+    recipe.threshold.check(table.label_space)
     train, val = table.split("train"), table.split("val")
     started = time.perf_counter()
     x_train, x_val = _features(recipe, train), _features(recipe, val)
@@ -50,7 +51,7 @@ def train_classical(recipe: Recipe) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     space = table.label_space
     t = recipe.threshold
-    checked = validate(space, val.labels, probs, t.method, t.target_sensitivity, report=out / "val_report",
+    checked = validate(space, val.labels, probs, t.method, t.target_sensitivity, t.operating_class, report=out / "val_report",
                        title=f"{recipe.name}: validation split", plots=recipe.train.plots)  # fmt: skip
     thresholds, result = checked.thresholds, checked.result
     baseline.save(out / "baseline")

@@ -69,7 +69,7 @@ class FixedOutcome:
     images the bf16 check runs on; ``extra`` goes into the bundle's config.
     """
 
-    thresholds: list[float]
+    thresholds: list[float] | dict[str, float]
     metrics: dict[str, Any]
     check_rows: CxrTable
     extra: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +89,7 @@ def fit_table(
     ``fixed``'s thresholds and metrics. Returns the summary and the validation probabilities (None with
     ``fixed``, and ``({}, None)`` on ranks other than 0).
     """
+    recipe.threshold.check(table.label_space)
     out = recipe.out_dir
     out.mkdir(parents=True, exist_ok=True)
     train, val = table.split("train"), table.split("val")
@@ -320,7 +321,7 @@ def validate_recipe(
     """``validate`` with the recipe's threshold method; 0.5 where the data cannot support a threshold (a
     held-out source with one class)."""
     t = recipe.threshold
-    return validate(space, labels, probs, t.method, t.target_sensitivity, fallback=True, report=report,
+    return validate(space, labels, probs, t.method, t.target_sensitivity, t.operating_class, fallback=True, report=report,
                     title=f"{recipe.name}: {title}", plots=recipe.train.plots)  # fmt: skip
 
 
@@ -342,5 +343,5 @@ def _headline_keys(task: str) -> tuple[str, ...]:
     if task == "binary":
         return ("n", "accuracy", "auroc", "auroc_ci", "sensitivity", "specificity", "threshold", "ece")
     if task == "multiclass":
-        return ("n", "accuracy", "macro_auroc", "macro_auroc_ci", "macro_f1", "ece")
+        return ("n", "accuracy", "macro_auroc", "macro_auroc_ci", "macro_f1", "ece", "operating_point")
     return ("n", "mean_auroc", "mean_auroc_ci", "n_labels_scored", "ece")

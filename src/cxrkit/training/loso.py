@@ -153,7 +153,7 @@ def _final_fit(
         src: {k: m.get(k) for k in FOLD_KEYS if m.get(k) is not None} for src, m in summary["per_source"].items()
     }
     fixed = FixedOutcome(
-        thresholds=list(summary["thresholds"]),
+        thresholds=summary["thresholds"],  # a list, or a multiclass {operating class: t}
         metrics={
             "validation": summary["pooled"],  # out-of-source: each image scored by a model that never saw its source
             "leave_source_out": {

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from cxrkit.core.decisions import decision_matrix
 from cxrkit.core.preprocess import Preprocessing
-from cxrkit.core.task import LabelSpace, TaskType
+from cxrkit.core.task import LabelSpace
 from cxrkit.data.table import CxrTable
 from cxrkit.evaluation import evaluate_predictions, headline_auroc
 from cxrkit.models.bundle import Bundle
@@ -31,12 +32,10 @@ log = logging.getLogger(__name__)
 def decision_agreement(
     space: LabelSpace, probs_a: np.ndarray, probs_b: np.ndarray, thresholds: dict[str, float] | None
 ) -> float:
-    """Fraction of images whose findings (every output thresholded at the bundle's thresholds) are equal."""
+    """Fraction of images with the same findings at the bundle's thresholds (``decide``'s rule)."""
     if len(probs_a) == 0:
         return 1.0
-    outputs = [space.positive] if space.task is TaskType.BINARY else list(space.classes)
-    thr = np.array([(thresholds or {}).get(c, 0.5) for c in outputs], np.float64)
-    same = ((probs_a >= thr) == (probs_b >= thr)).all(axis=1)
+    same = (decision_matrix(space, probs_a, thresholds) == decision_matrix(space, probs_b, thresholds)).all(axis=1)
     return float(same.mean())
 
 

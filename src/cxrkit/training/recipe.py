@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cxrkit.core.errors import ConfigError
 from cxrkit.core.precision import normalise_precision
+from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.data.augment import Augmentation
 
 CLASSICAL = ("knn", "logreg")  # the scikit-learn baselines (cxrkit.training.classical)
@@ -124,6 +125,20 @@ class PreprocessSpec(_Section):
 class ThresholdSpec(_Section):
     method: Literal["youden", "youden_band", "sensitivity"] = "youden"
     target_sensitivity: float | None = None
+    # Multiclass only: the class given a one-vs-rest operating point (e.g. COVID-19 at sensitivity 0.85);
+    # the other classes are decided by arg-max (cxrkit.core.decisions).
+    operating_class: str | None = None
+
+    def check(self, space: LabelSpace) -> None:
+        """Fail before training when ``operating_class`` does not fit the task's label space."""
+        if self.operating_class is None:
+            return
+        if space.task is not TaskType.MULTICLASS:
+            raise ConfigError(
+                f"threshold.operating_class is for multiclass tasks; this one is {space.task.value}, whose "
+                "thresholds are per output already. Fix: drop threshold.operating_class."
+            )
+        space.index(self.operating_class)  # UnknownNameError lists the classes
 
 
 class Recipe(_Section):

@@ -18,24 +18,30 @@ from cxrkit.models.records import rewrite_bundle
 from cxrkit.models.tta import bundle_tta
 from cxrkit.training.data_prep import validation_split
 from cxrkit.training.precision import run_bf16_check, run_int8_check, validation_probabilities
-from cxrkit.training.recipe import DataSpec
+from cxrkit.training.recipe import DataSpec, ThresholdSpec
 
 log = logging.getLogger(__name__)
 
 
 def rethreshold_bundle(
-    model: str | Path, method: str | None = None, target_sensitivity: float | None = None, out: Path | None = None
+    model: str | Path,
+    method: str | None = None,
+    target_sensitivity: float | None = None,
+    out: Path | None = None,
+    operating_class: str | None = None,
 ) -> dict[str, Any]:
     """Rebuild the validation split recorded in the bundle, choose thresholds there, save the bundle.
 
     The weights file is copied unchanged (same sha256); ``config.json`` gets the new thresholds, the validation
     metrics at them, and the recipe's ``threshold`` section updated, so the recipe still reproduces it.
+    ``operating_class`` (multiclass): the class to give a one-vs-rest threshold; default the bundle's own.
     """
     bundle = load_bundle(resolve_bundle(model))
     recipe = dict(bundle.extra.get("recipe") or {})
     if method is None:  # keep the bundle's own method: only the bf16 check is refreshed
         method = bundle.extra.get("threshold_method") or (recipe.get("threshold") or {}).get("method") or "youden"
         target_sensitivity = target_sensitivity or (recipe.get("threshold") or {}).get("target_sensitivity")
+    operating_class = operating_class or (recipe.get("threshold") or {}).get("operating_class")
     if "data" not in recipe:
         raise ValueError(f"{bundle.path}: no recorded recipe; re-thresholding needs the training data spec.")
     if (recipe["data"].get("validation") or "split") == "loso":
@@ -50,7 +56,8 @@ def rethreshold_bundle(
     probs = validation_probabilities(bundle.model, space, prep, val, tta=tta)
     # The reduced-precision checks compare one forward pass with one: without test-time augmentation.
     plain = validation_probabilities(bundle.model, space, prep, val) if tta != "none" else probs
-    checked = validate(space, val.labels, probs, method, target_sensitivity)
+    ThresholdSpec(method=method, target_sensitivity=target_sensitivity, operating_class=operating_class).check(space)
+    checked = validate(space, val.labels, probs, method, target_sensitivity, operating_class)
     thresholds, val_metrics = checked.thresholds, checked.metrics
     decisions = normalise_thresholds(thresholds or None, space)
     tmp = Path(tempfile.mkdtemp(prefix="cxrkit-int8-"))
@@ -60,6 +67,8 @@ def rethreshold_bundle(
     }
     int8_file = tmp / INT8_FILE if precision_check["int8"].get("ok") else None
     recipe["threshold"] = {"method": method, "target_sensitivity": target_sensitivity}
+    if operating_class:
+        recipe["threshold"]["operating_class"] = operating_class
     dest = Path(out or bundle.path)
     config = json.loads((bundle.path / CONFIG_FILE).read_text())
     config["thresholds"] = normalise_thresholds(thresholds or None, bundle.label_space)
