@@ -106,3 +106,15 @@ def test_train_records_and_inference_applies(left_half, learnable, tmp_path) -> 
     np.testing.assert_allclose(got, want, atol=1e-5)
     unmasked = engine.probabilities(torch.stack([plain(load_image(p)) for p in table.frame["path"]]))
     assert not np.allclose(got, unmasked, atol=1e-3)  # the masking changes what the model sees
+
+
+def test_equalisation_sees_the_crop_only(left_half) -> None:
+    # the "lungs" (left half) are dim and flat, the rest bright: equalised after the crop, the lungs fill [0, 1];
+    # equalised over the whole image first, they would stay in its lower half
+    rng = np.random.default_rng(0)
+    img = np.concatenate([rng.uniform(0.40, 0.45, (20, 20)), rng.uniform(0.9, 1.0, (20, 20))], 1).astype(np.float32)
+    crop = Preprocessing(
+        image_size=20, mean=0.0, std=1.0, lungs="crop", lung_margin=0.0, lung_segmenter="fake", equalize="hist"
+    )
+    x = ImageTransform(crop)(img)
+    assert x.min() < 0.05 and x.max() > 0.95 and 0.4 < float(x.mean()) < 0.6

@@ -10,6 +10,9 @@ import numpy as np
 from cxrkit.core.errors import ConfigError
 
 RESIZE_POLICIES = ("squash", "letterbox")
+# Per-image intensity equalisation after the lung crop/mask, before resizing (cxrkit.data.transforms.equalize):
+# 'hist' global histogram equalisation, 'clahe' contrast-limited adaptive equalisation (scikit-image).
+EQUALIZE_MODES = (None, "hist", "clahe")
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,8 @@ class Preprocessing:
         mean: subtracted after resizing (grayscale; ImageNet's luminance mean by default).
         std: divided by after subtracting the mean.
         in_chans: 1 for grayscale models; 3 repeats the gray channel.
+        equalize: None, 'hist' or 'clahe': per-image histogram equalisation of the (lung-cropped) image
+            before resizing, meant to remove scanner brightness/contrast; absent in older bundles (None).
     """
 
     image_size: int = 224
@@ -33,8 +38,15 @@ class Preprocessing:
     lungs: str | None = None  # None | crop | mask: lung-aware preprocessing before resizing
     lung_margin: float = 0.1  # crop: grow the lung box by this fraction of its size on each side
     lung_segmenter: str = "lungs"  # the segmentation bundle that finds the lungs
+    equalize: str | None = None  # None | hist | clahe
 
     def __post_init__(self) -> None:
+        if self.equalize not in EQUALIZE_MODES:
+            raise ConfigError(
+                f"preprocess equalize must be hist, clahe or null, got {self.equalize!r}. Fix: "
+                "preprocess: {equalize: hist} (global histogram equalisation), {equalize: clahe} (adaptive), "
+                "or leave it out."
+            )
         if self.lungs not in LUNG_MODES:
             raise ConfigError(f"preprocess lungs must be crop, mask or null, got {self.lungs!r}.")
         if not 0 <= self.lung_margin < 1:
@@ -49,11 +61,15 @@ class Preprocessing:
             raise ConfigError(f"in_chans must be 1 or 3, got {self.in_chans}.")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["equalize"] is None:  # absent means None: bundles without equalisation stay as they were
+            del d["equalize"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
         keys = ("image_size", "resize", "mean", "std", "in_chans", "lungs", "lung_margin", "lung_segmenter")
+        keys += ("equalize",)
         return cls(**{k: d[k] for k in keys if k in d})
 
 

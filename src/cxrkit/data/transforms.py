@@ -5,12 +5,30 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage import exposure
 
 from cxrkit.core.errors import ConfigError
-from cxrkit.core.preprocess import Preprocessing, lung_preprocessing
+from cxrkit.core.preprocess import EQUALIZE_MODES, Preprocessing, lung_preprocessing
 from cxrkit.data.augment import Augmentation
 
-__all__ = ["Augmentation", "ImageTransform", "resize"]
+__all__ = ["Augmentation", "ImageTransform", "equalize", "resize"]
+
+
+def equalize(img: np.ndarray, mode: str | None) -> np.ndarray:
+    """Per-image intensity equalisation of a float (H, W) image in [0, 1]; float32 in [0, 1] out.
+
+    'hist': global histogram equalisation (256 bins over the image's own range); 'clahe': contrast-limited
+    adaptive equalisation (scikit-image defaults: tiles of 1/8 of each side, clip limit 0.01). None: unchanged.
+    """
+    if mode is None:
+        return img
+    if mode == "hist":
+        out = exposure.equalize_hist(img)
+    elif mode == "clahe":
+        out = exposure.equalize_adapthist(img)
+    else:
+        raise ConfigError(f"Unknown equalize mode {mode!r}; valid: {', '.join(str(m) for m in EQUALIZE_MODES)}.")
+    return np.asarray(out, dtype=np.float32)
 
 
 def resize(img: torch.Tensor, size: int, policy: str = "squash") -> torch.Tensor:
@@ -52,6 +70,8 @@ class ImageTransform:
         """``path`` (the image's file) lets lung preprocessing reuse the lung mask cached for it."""
         if self.lungs is not None:
             img = self.lungs(self.prep, img, path)
+        if self.prep.equalize is not None:  # on the lung crop (its own histogram), before resizing
+            img = equalize(img, self.prep.equalize)
         x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None]
         x = resize(x, self.prep.image_size, self.prep.resize)
         if self.augment is not None:

@@ -254,7 +254,7 @@ class Engine:
         # (224 px; a tie at 1024 px), because the GPU path does not overlap decode with the model yet.
         if self.options.backend != "torch" or self.device.type != "cuda" or self.options.decode != "gpu":
             return "cpu"
-        if self.preprocessing.lungs:  # lung crop/mask runs in ImageTransform, on the CPU path
+        if self.preprocessing.lungs or self.preprocessing.equalize:  # both run in ImageTransform, on the CPU path
             return "cpu"
         from cxrkit.models.gpu_decode import gpu_jpeg_available
 

@@ -69,6 +69,11 @@ def load_teachers(
                 f"the student as mean {prep.mean} std {prep.std} ({prep.in_chans}, {prep.resize}). Fix: use teachers "
                 "of the same backbone family (their input sizes may differ)."
             )
+        if p.equalize != prep.equalize:  # teachers see the student's inputs, so they must be equalised alike
+            raise ConfigError(
+                f"Teacher {path} was trained with preprocess.equalize {p.equalize}, the student uses "
+                f"{prep.equalize}. Fix: set the student's preprocess.equalize to {p.equalize} or use other teachers."
+            )
         models.append(bundle.model.float())
         sizes.append(p.image_size)
     if not models:

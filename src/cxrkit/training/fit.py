@@ -54,6 +54,7 @@ def preprocessing_for(recipe: Recipe) -> Preprocessing:
         lungs=p.lungs,
         lung_margin=p.margin,
         lung_segmenter=p.segmenter,
+        equalize=p.equalize,
     )
 
 

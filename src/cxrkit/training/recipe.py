@@ -115,11 +115,13 @@ class TrainSpec(_Section):
 
 
 class PreprocessSpec(_Section):
-    """Lung-aware preprocessing, recorded in the bundle and applied identically at inference."""
+    """Lung-aware preprocessing and intensity equalisation, recorded in the bundle and applied identically at
+    inference."""
 
     lungs: Literal["crop", "mask"] | None = None  # crop: to the lung box grown by margin; mask: blank outside
     margin: float = 0.1
     segmenter: str = "lungs"  # the segmentation bundle that finds the lungs
+    equalize: Literal["hist", "clahe"] | None = None  # per-image histogram equalisation after the lung step
 
 
 class ThresholdSpec(_Section):
