@@ -77,7 +77,7 @@ def test_transform_equalises_before_resizing():
 
 
 def test_bad_values_name_the_fix():
-    with pytest.raises(ConfigError, match=r"equalize must be hist, clahe or null.*Fix"):
+    with pytest.raises(ConfigError, match=r"equalize must be hist, clahe, zscore or null.*Fix"):
         Preprocessing(equalize="gamma")
     with pytest.raises(ConfigError, match="Unknown equalize mode"):
         equalize(low_contrast(), "gamma")
@@ -133,3 +133,14 @@ def test_teachers_must_equalise_like_the_student(tmp_path):
     assert len(
         load_teachers([str(tmp_path / "t")], BINARY, Preprocessing(image_size=32, equalize="clahe"), 1.0).members
     )
+
+
+def test_zscore_standardises_each_image_affinely():
+    img = low_contrast()
+    out = equalize(img, "zscore")
+    assert out.dtype == np.float32
+    assert float(out.mean()) == pytest.approx(0.5, abs=1e-5) and float(out.std()) == pytest.approx(0.25, abs=1e-4)
+    np.testing.assert_allclose(equalize(0.5 * img + 0.1, "zscore"), out, atol=1e-4)  # brightness/contrast gone
+    assert np.corrcoef(out.ravel(), img.ravel())[0, 1] == pytest.approx(1.0)  # affine: shape of histogram kept
+    np.testing.assert_array_equal(equalize(np.full((4, 4), 0.3, np.float32), "zscore"), np.full((4, 4), 0.5))
+    assert parse_recipe({"preprocess": {"equalize": "zscore"}}).preprocess.equalize == "zscore"

@@ -11,8 +11,9 @@ from cxrkit.core.errors import ConfigError
 
 RESIZE_POLICIES = ("squash", "letterbox")
 # Per-image intensity equalisation after the lung crop/mask, before resizing (cxrkit.data.transforms.equalize):
-# 'hist' global histogram equalisation, 'clahe' contrast-limited adaptive equalisation (scikit-image).
-EQUALIZE_MODES = (None, "hist", "clahe")
+# 'hist' global histogram equalisation, 'clahe' contrast-limited adaptive equalisation (scikit-image),
+# 'zscore' an affine per-image standardisation (mean 0.5, standard deviation 0.25).
+EQUALIZE_MODES = (None, "hist", "clahe", "zscore")
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,8 @@ class Preprocessing:
         mean: subtracted after resizing (grayscale; ImageNet's luminance mean by default).
         std: divided by after subtracting the mean.
         in_chans: 1 for grayscale models; 3 repeats the gray channel.
-        equalize: None, 'hist' or 'clahe': per-image histogram equalisation of the (lung-cropped) image
-            before resizing, meant to remove scanner brightness/contrast; absent in older bundles (None).
+        equalize: None, 'hist', 'clahe' or 'zscore': per-image intensity equalisation of the (lung-cropped)
+            image before resizing, meant to remove scanner brightness/contrast; absent in older bundles (None).
     """
 
     image_size: int = 224
@@ -38,14 +39,14 @@ class Preprocessing:
     lungs: str | None = None  # None | crop | mask: lung-aware preprocessing before resizing
     lung_margin: float = 0.1  # crop: grow the lung box by this fraction of its size on each side
     lung_segmenter: str = "lungs"  # the segmentation bundle that finds the lungs
-    equalize: str | None = None  # None | hist | clahe
+    equalize: str | None = None  # None | hist | clahe | zscore
 
     def __post_init__(self) -> None:
         if self.equalize not in EQUALIZE_MODES:
             raise ConfigError(
-                f"preprocess equalize must be hist, clahe or null, got {self.equalize!r}. Fix: "
+                f"preprocess equalize must be hist, clahe, zscore or null, got {self.equalize!r}. Fix: "
                 "preprocess: {equalize: hist} (global histogram equalisation), {equalize: clahe} (adaptive), "
-                "or leave it out."
+                "{equalize: zscore} (per-image mean and standard deviation), or leave it out."
             )
         if self.lungs not in LUNG_MODES:
             raise ConfigError(f"preprocess lungs must be crop, mask or null, got {self.lungs!r}.")

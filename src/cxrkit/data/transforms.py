@@ -18,7 +18,9 @@ def equalize(img: np.ndarray, mode: str | None) -> np.ndarray:
     """Per-image intensity equalisation of a float (H, W) image in [0, 1]; float32 in [0, 1] out.
 
     'hist': global histogram equalisation (256 bins over the image's own range); 'clahe': contrast-limited
-    adaptive equalisation (scikit-image defaults: tiles of 1/8 of each side, clip limit 0.01). None: unchanged.
+    adaptive equalisation (scikit-image defaults: tiles of 1/8 of each side, clip limit 0.01); 'zscore': the
+    grey levels shifted and scaled to mean 0.5 and standard deviation 0.25 (affine: the histogram's shape is
+    kept, values may leave [0, 1]). None: unchanged.
     """
     if mode is None:
         return img
@@ -26,6 +28,9 @@ def equalize(img: np.ndarray, mode: str | None) -> np.ndarray:
         out = exposure.equalize_hist(img)
     elif mode == "clahe":
         out = exposure.equalize_adapthist(img)
+    elif mode == "zscore":
+        sd = float(np.std(img))
+        out = 0.5 + 0.25 * (img - np.mean(img)) / sd if sd > 0 else np.full_like(img, 0.5)
     else:
         raise ConfigError(f"Unknown equalize mode {mode!r}; valid: {', '.join(str(m) for m in EQUALIZE_MODES)}.")
     return np.asarray(out, dtype=np.float32)

@@ -121,7 +121,7 @@ class PreprocessSpec(_Section):
     lungs: Literal["crop", "mask"] | None = None  # crop: to the lung box grown by margin; mask: blank outside
     margin: float = 0.1
     segmenter: str = "lungs"  # the segmentation bundle that finds the lungs
-    equalize: Literal["hist", "clahe"] | None = None  # per-image histogram equalisation after the lung step
+    equalize: Literal["hist", "clahe", "zscore"] | None = None  # per-image equalisation after the lung step
 
 
 class ThresholdSpec(_Section):
