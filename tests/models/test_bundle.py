@@ -168,3 +168,22 @@ def test_multiclass_operating_class_round_trip_card_and_load_errors(tmp_path, la
     with pytest.raises(BundleError, match="at most one threshold") as err:
         load_bundle(tmp_path / "b")
     assert str(cfg_file) in str(err.value)
+
+
+def test_card_shows_the_operating_point_with_its_cis(tmp_path, label_spaces):
+    from cxrkit.evaluation import evaluate_predictions, without_curves
+    from cxrkit.models.card import render_model_card
+
+    ls = label_spaces["multiclass"]
+    rng = np.random.default_rng(0)
+    y = np.eye(3)[rng.integers(0, 3, 60)]
+    p = np.clip(y * 0.6 + rng.uniform(0, 0.4, (60, 3)), 0, None)
+    p /= p.sum(1, keepdims=True)
+    metrics = without_curves(evaluate_predictions(ls, y, p, thresholds={"covid": 0.3}, n_boot=50))
+    _save(tmp_path / "b", ls, thresholds={"covid": 0.3})
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    card = render_model_card({**config, "metrics": {"leave_source_out": metrics}})
+    op = metrics["operating_point"]
+    row = next(line for line in card.splitlines() if line.startswith("| covid vs rest |"))
+    assert f"| {op['n']} | {op['n_positive']} | 0.3 |" in row
+    assert f"{op['specificity']:.4g} [{op['specificity_ci'][0]:.3g}" in row

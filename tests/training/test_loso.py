@@ -89,6 +89,33 @@ def test_loso_folds_pooled_thresholds_and_final_model(hospitals, tmp_path):
     assert bundle.extra["epochs_run"] == report["final"]["epochs_run"] == bundle.extra["loso"]["final_epochs"]
 
 
+def test_loso_multiclass_operating_point_is_chosen_out_of_source(tmp_path):
+    """A multiclass recipe's operating class gets its threshold from the pooled out-of-source predictions, and the
+    final bundle decides by it (recipes/covid3.yaml's COVID-19 at sensitivity 0.85)."""
+    sources = []
+    for i, name in enumerate(("hospA", "hospB", "hospC")):
+        root = make_learnable_folder(tmp_path / "data" / name, n_per_class=8, size=32, seed=i)
+        (root / "COVID-19").mkdir()
+        for p in sorted((root / "PNEUMONIA").iterdir())[:4]:  # moved: other patients of a third class
+            p.rename(root / "COVID-19" / p.name.replace("person", "person9"))
+        sources.append(str(root))
+    operating = [
+        "threshold.method=sensitivity",
+        "threshold.target_sensitivity=0.8",
+        "threshold.operating_class=COVID-19",
+    ]
+    r = load_recipe(None, [f"data.sources={json.dumps(sources)}", f"out={tmp_path / 'run'}", *TINY,
+                           "data.validation=loso", *operating])  # fmt: skip
+    summary = train_from_recipe(r, progress=False)
+    report = json.loads((tmp_path / "run" / "loso.json").read_text())
+    (t,) = report["thresholds"].values()
+    assert list(report["thresholds"]) == ["COVID-19"]
+    assert report["pooled"]["operating_point"]["sensitivity"] >= 0.8  # on the out-of-source scores it was chosen on
+    bundle = load_bundle(summary["bundle"])
+    assert bundle.thresholds == {"COVID-19": pytest.approx(t)}
+    assert "**COVID-19** whenever its probability is at least" in (bundle.path / "MODEL_CARD.md").read_text()
+
+
 def test_loso_runs_in_one_process():
     with pytest.raises(ConfigError, match=r"train\.devices=1"):
         load_recipe(None, ["data.sources=[a]", "data.validation=loso", "train.devices=2"])

@@ -76,7 +76,27 @@ def _metrics_section(name: str, metrics: Mapping[str, object]) -> list[str]:
                 + " |"
             )
         out.append("\n".join(lines) + "\n")
+    out += _operating_point_lines(metrics)
     return out
+
+
+_OPERATING_COLUMNS = ("n", "n_positive", "threshold", "auroc", "sensitivity", "specificity", "ppv", "npv")
+
+
+def _operating_point_lines(metrics: Mapping[str, object]) -> list[str]:
+    """A multiclass operating class against the rest, at its threshold (``operating_point*`` entries)."""
+    rows = {k: v for k, v in metrics.items() if k.startswith("operating_point") and isinstance(v, Mapping)}
+    if not rows:
+        return []
+    lines = [
+        "| operating point | " + " | ".join(_OPERATING_COLUMNS) + " |",
+        "|---" * (len(_OPERATING_COLUMNS) + 1) + "|",
+    ]
+    for key, row in rows.items():
+        name = f"{row.get('class')} vs rest" + key.removeprefix("operating_point").replace("_", ", ")
+        cells = (_fmt(_with_ci(row, c)) if row.get(c) is not None else "-" for c in _OPERATING_COLUMNS)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return ["\n".join(lines) + "\n"]
 
 
 def _intended_input_lines(intended: object) -> list[str]:
