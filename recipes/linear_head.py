@@ -3,6 +3,7 @@
     python recipes/manifests.py --data ../shared/data
     python recipes/linear_head.py                 # runs/{all,covid3}_linear/bundle + runs/linear_head/lso_imagenet.json
     python recipes/linear_head.py --lungs crop --only covid3 --no-bundle   # lung-cropped inputs: lso_imagenet_crop0.1.json
+    ... --lungs crop --equalize clahe      # each crop equalised before resizing: caches/reports tagged _clahe
 
 Why: fine-tuning EfficientNet-Lite0 on ~3,500 multi-source images did not finish one epoch in 45 minutes on
 the shared 2-core machine (docs/RESULTS.md). Here the backbone (ImageNet EfficientNet-Lite0, 64 px; the
@@ -46,13 +47,16 @@ C = 0.05  # inverse L2 strength (1280 features, a few thousand images)
 ARCH = "efficientnet_lite0"  # --arch efficientnet_lite1/2: the larger offline ImageNet backbones
 
 
-def prep_of(size: int, lungs: str | None = None, margin: float = 0.1) -> Preprocessing:
-    return Preprocessing(image_size=size, resize="squash", mean=0.5, std=0.5, lungs=lungs, lung_margin=margin)
+def prep_of(size: int, lungs: str | None = None, margin: float = 0.1, equalize: str | None = None) -> Preprocessing:
+    return Preprocessing(
+        image_size=size, resize="squash", mean=0.5, std=0.5, lungs=lungs, lung_margin=margin, equalize=equalize
+    )
 
 
-def lung_tag(lungs: str | None, margin: float) -> str:
-    """Suffix of the embedding cache and report files: one per lung setting ('' without lungs)."""
-    return "" if lungs is None else f"_{lungs}{margin:g}" if lungs == "crop" else f"_{lungs}"
+def lung_tag(lungs: str | None, margin: float, equalize: str | None = None) -> str:
+    """Suffix of the embedding cache and report files: one per lung and equalisation setting ('' for neither)."""
+    tag = "" if lungs is None else f"_{lungs}{margin:g}" if lungs == "crop" else f"_{lungs}"
+    return tag + (f"_{equalize}" if equalize else "")
 
 
 def arch_tag(arch: str) -> str:
@@ -68,6 +72,7 @@ def embeddings(
     lungs: str | None = None,
     margin: float = 0.1,
     arch: str = ARCH,
+    equalize: str | None = None,
 ) -> pd.DataFrame:
     """Penultimate features of every manifest row, cached (one forward pass per image).
 
@@ -80,7 +85,7 @@ def embeddings(
     table = load_datasets([manifest])
     space = LabelSpace.exclusive_from(["NORMAL", "ABNORMAL"])  # one output; only the backbone is used
     model = create_model(arch, space, weights=weights).eval()
-    prep = prep_of(size, lungs, margin)
+    prep = prep_of(size, lungs, margin, equalize)
     if lungs:
         # segment in batches first (the engine would segment one image at a time)
         LungPreprocessor(LungSpec(lungs=lungs, margin=margin)).warm_cache(list(table.frame["path"]))
@@ -144,18 +149,21 @@ def build(
     both: bool = True,
     arch: str = ARCH,
     describe: str | None = None,
+    equalize: str | None = None,
 ) -> dict:
     # in-source figures need a patient split; recipes/all.yaml now validates leave-one-source-out (the GPU
     # fine-tune), and this script does its own leave-source-out folds below
     sets = [f"model.arch={arch}", f"model.image_size={size}", f"model.weights={backbone}", "data.validation=split"]
     sets += [f"preprocess.lungs={lungs}", f"preprocess.margin={margin}"] if lungs else []  # recorded as applied
+    sets += [f"preprocess.equalize={equalize}"] if equalize else []
     recipe = load_recipe(recipe_path, sets)
     table = prepare_table(recipe.data)
-    tag = ("_imagenet" if backbone == "imagenet" else "") + lung_tag(lungs, margin) + arch_tag(arch)
+    tag = ("_imagenet" if backbone == "imagenet" else "") + lung_tag(lungs, margin, equalize) + arch_tag(arch)
     # the default run embeds `all`'s manifest (a superset of covid3's) first and both reuse that cache;
     # one model alone (--only) gets its own cache so that it cannot stand in for the superset
     tag += "" if both else f"_{name}"
-    emb = embeddings(recipe.data.sources[0], size, out_root / f"emb{size}{tag}.npz", backbone, lungs, margin, arch)
+    cache = out_root / f"emb{size}{tag}.npz"
+    emb = embeddings(recipe.data.sources[0], size, cache, backbone, lungs, margin, arch, equalize)
     X = emb.loc[table.frame["path"].to_numpy()].to_numpy(np.float32)
     src = table.frame["source"].to_numpy()
     space, Y = table.label_space, table.labels
@@ -179,10 +187,10 @@ def build(
     with torch.no_grad():
         model.get_classifier().weight.copy_(torch.from_numpy(W))
         model.get_classifier().bias.copy_(torch.from_numpy(B))
-    prep = prep_of(size, lungs, margin)
+    prep = prep_of(size, lungs, margin, equalize)
     check = run_bf16_check(model, space, val, prep, probs_fp32=p_val)
     save_bundle(
-        out_root.parent / f"{name}_linear{lung_tag(lungs, margin)}{arch_tag(arch)}" / "bundle",
+        out_root.parent / f"{name}_linear{lung_tag(lungs, margin, equalize)}{arch_tag(arch)}" / "bundle",
         model,
         arch,
         space,
@@ -313,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--lungs", choices=("crop", "mask"), help="lung-aware preprocessing of every image")
     ap.add_argument("--margin", type=float, default=0.1, help="--lungs crop: lung box grown by this fraction")
+    ap.add_argument(
+        "--equalize", choices=("hist", "clahe", "zscore"), help="per-image equalisation after the lung step"
+    )
     ap.add_argument("--only", choices=("all", "covid3"), help="one model instead of both")
     ap.add_argument("--arch", default=ARCH, choices=(ARCH, "efficientnet_lite1", "efficientnet_lite2"))
     ap.add_argument("--describe", help="the intended input in words, for the card (default: the measured sizes)")
@@ -333,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             args.only is None,
             args.arch,
             args.describe,
+            args.equalize,
         )
         report[name] = {
             "in-source validation": {k: d["val"].get(k) for k in ("n", "mean_auroc", "macro_auroc", "accuracy")},
@@ -348,7 +360,11 @@ def main(argv: list[str] | None = None) -> int:
                 d, True, ["kaggle-pneumonia", "covid-chestxray", "covid19-radiography-db"]
             )
         print(json.dumps(report[name], indent=1), flush=True)
-    suffix = lung_tag(args.lungs, args.margin) + arch_tag(args.arch) + ("" if args.size == 64 else f"_{args.size}px")
+    suffix = (
+        lung_tag(args.lungs, args.margin, args.equalize)
+        + arch_tag(args.arch)
+        + ("" if args.size == 64 else f"_{args.size}px")
+    )
     suffix += f"_{args.only}" if args.only else ""
     (args.out / f"lso_{Path(args.backbone).stem}{suffix}.json").write_text(json.dumps(report, indent=1))
     return 0
