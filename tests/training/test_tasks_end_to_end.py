@@ -59,6 +59,16 @@ def test_multiclass_train_and_evaluate(three_class, tmp_path):
     assert set(res["per_class"]) == {"NORMAL", "PNEUMONIA", "COVID-19"}
     assert res["per_class"]["NORMAL"]["auroc"] > 0.9  # the dark-centre class is easy
     assert res["operating_point"]["class"] == "COVID-19" and res["operating_point"]["threshold"] == t
+    # the text output and the report say the rule and its one-vs-rest figures
+    r = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "bundle"), str(three_class), "--n-boot", "20",
+                            "--out", str(tmp_path / "eval")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert f"COVID-19 at >= {t:.4g}, else the most probable other class" in r.stdout
+    sens = f"COVID-19 sensitivity {res['operating_point']['sensitivity']:.3f}"
+    assert (
+        sens in r.stdout
+        and sens.replace(" sensitivity ", " sensitivity | ") in (tmp_path / "eval" / "report.md").read_text()
+    )
     predictor = Predictor.from_bundle(bundle, warmup=False)
     calls = predictor.predict_paths([three_class / "COVID-19"])
     assert all((c["findings"] == ["COVID-19"]) == (c["probabilities"]["COVID-19"] >= t) for c in calls)

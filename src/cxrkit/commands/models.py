@@ -165,6 +165,7 @@ def evaluate_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate a model on labelled data at its stored threshold(s), with bootstrap CIs."""
+    from cxrkit.evaluation.report import operating_point_rows
     from cxrkit.evaluation.run import evaluate_model
     from cxrkit.models.bundle import default_bundle
     from cxrkit.models.engine import InferenceOptions
@@ -200,6 +201,8 @@ def evaluate_cmd(
     for k in keys:
         if k in result:
             typer.echo(f"{k:12s} {result[k]}")
+    for k, text in operating_point_rows(result):  # a multiclass model's operating class, one-vs-rest
+        typer.echo(f"{k:12s} {text}")
     _print_groups(result)
     if result.get("recorded"):
         typer.echo(f"recorded as {result['recorded']['name']!r} in {result['recorded']['bundle']}")

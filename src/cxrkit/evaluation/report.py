@@ -88,7 +88,19 @@ def _with_ci(result: Mapping[str, Any], key: str) -> str:
 
 def _summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     keys = _SUMMARY_KEYS.get(str(result.get("task")), ())
-    return [(k, _with_ci(result, k)) for k in keys if k in result]
+    return [(k, _with_ci(result, k)) for k in keys if k in result] + operating_point_rows(result)
+
+
+def operating_point_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A multiclass operating class's rule and its one-vs-rest sensitivity/specificity [CI] (none without one)."""
+    op = result.get("operating_point")
+    if not op:
+        return []
+    name = op["class"]
+    return [
+        ("decision", f"{name} at >= {op['threshold']:.4g}, else the most probable other class"),
+        *((f"{name} {k}", _with_ci(op, k)) for k in ("sensitivity", "specificity", "ppv", "npv")),
+    ]
 
 
 def _class_table(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]] | None:
