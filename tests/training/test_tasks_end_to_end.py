@@ -72,6 +72,11 @@ def test_multiclass_train_and_evaluate(three_class, tmp_path):
     predictor = Predictor.from_bundle(bundle, warmup=False)
     calls = predictor.predict_paths([three_class / "COVID-19"])
     assert all((c["findings"] == ["COVID-19"]) == (c["probabilities"]["COVID-19"] >= t) for c in calls)
+    r = runner.invoke(app, ["predict", "--model", str(tmp_path / "bundle"), str(three_class / "COVID-19")])
+    assert r.exit_code == 0, r.output
+    called = [line for line in r.stdout.splitlines() if ": COVID-19" in line]
+    assert len(called) == sum(c["findings"] == ["COVID-19"] for c in calls) > 0
+    assert all(f">= {t:.3g}, its operating point)" in line for line in called)
     # re-thresholding keeps the bundle's operating class unless told otherwise
     again = rethreshold_bundle(tmp_path / "bundle", method="youden", out=tmp_path / "youden")
     assert list(again["thresholds"]) == ["COVID-19"]

@@ -130,9 +130,13 @@ def predict_cmd(
     if as_json:
         print_json({"model": predictor.describe(), "predictions": results, "skipped": skipped})
     else:
+        # a multiclass model's operating class is called at its own threshold, even when another class is likelier
+        operating = predictor.bundle.thresholds if predictor.bundle.label_space.task.value == "multiclass" else {}
         for r in results:
             ranked = ", ".join(f"{c['class']} {c['probability']:.3f}" for c in r["ranked"])
             found = ", ".join(r["findings"]) or "none above threshold"
+            for c in set(r["findings"]) & set(operating):
+                found += f" ({r['probabilities'][c]:.3f} >= {operating[c]:.3g}, its operating point)"
             typer.echo(f"{r['path']}: {found}  [{ranked}]")
             for w in r["warnings"]:
                 typer.secho(f"  warning: {w}", fg=typer.colors.YELLOW, err=True)
