@@ -202,11 +202,11 @@ def evaluate_cmd(
         "mean_auroc",
         "ece",
     )
-    for k in keys:
-        if k in result:
-            typer.echo(f"{k:12s} {result[k]}")
-    for k, text in operating_point_rows(result):  # a multiclass model's operating class, one-vs-rest
-        typer.echo(f"{k:12s} {text}")
+    # a multiclass model's operating class adds its rule and one-vs-rest figures
+    rows = [(k, result[k]) for k in keys if k in result] + operating_point_rows(result)
+    width = max(len(k) for k, _ in rows)
+    for k, value in rows:
+        typer.echo(f"{k:{width}s} {value}")
     _print_groups(result)
     if result.get("recorded"):
         typer.echo(f"recorded as {result['recorded']['name']!r} in {result['recorded']['bundle']}")
