@@ -127,6 +127,9 @@ def _covid(tmp_path):
     cols = ["patientid", "offset", "finding", "view", "modality", "date", "filename", "license"]
     df = pd.DataFrame(rows, columns=cols)
     df["folder"] = "images"
+    df["location"] = ["Hannover Medical School, Hannover, Germany", " Hannover Medical School, Hannover, Germany"] + [
+        ""
+    ] * 7
     df.to_csv(tmp_path / "metadata.csv", index=False)
     for i, r in enumerate(rows):
         write_png(tmp_path / "images" / r[6], seed=i)
@@ -148,6 +151,9 @@ def test_covid_metadata(tmp_path):
     assert p1["study_date"].tolist() == ["2020-01-22", "2020-01-26"]
     assert t.frame.loc[t.frame["patient_id"] == "3", "study_date"].isna().all()  # year-only date "2020"
     assert t.frame["license"].notna().any()
+    # the site (metadata `location`, stripped) where given, NA elsewhere: `cxr evaluate --by site`
+    assert p1["site"].tolist() == ["Hannover Medical School, Hannover, Germany"] * 2
+    assert t.frame.loc[t.frame["patient_id"] != "1", "site"].isna().all()
 
 
 def test_covid_view_filter_option(tmp_path):

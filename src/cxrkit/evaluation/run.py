@@ -35,7 +35,9 @@ def is_vocabulary_model(space: LabelSpace) -> bool:
 
 def _group_column(table: CxrTable, column: str) -> list:
     if column not in table.frame.columns:
-        known = [c for c in ("source", "dataset", "view", "sex", "age_group", "split") if c in table.frame.columns]
+        known = [
+            c for c in ("source", "dataset", "site", "view", "sex", "age_group", "split") if c in table.frame.columns
+        ]
         raise ConfigError(f"--by {column}: the data has no such column; it has {known}.")
     values = table.frame[column]
     if values.isna().all():
