@@ -31,6 +31,10 @@ def test_covid_counts(shared_data):
     assert s["views"] == {"PA": 289, "AP Supine": 132, "AP": 102}
     notes = " | ".join(t.notes)
     assert "78 rows left out: finding 'todo'" in notes and "44 rows left out: view" in notes
+    sites = t.frame["site"]
+    assert sites.notna().sum() == 488 and sites.nunique() == 101
+    hannover = t.frame[sites == "Hannover Medical School, Hannover, Germany"]
+    assert hannover["finding"].value_counts().to_dict() == {"COVID-19": 84, "No Finding": 8}
 
 
 def test_covid_all_views(shared_data):
