@@ -1,7 +1,8 @@
 """`covid3` on hospitals it never saw while both COVID-19 sources stay in training: leave-site-out inside the
 COVID-19 image collection (its metadata names each image's hospital or city).
 
-    python recipes/covid3_site_out.py       # from runs/linear_head/emb240_imagenet_crop0.1_lite1_covid3.npz
+    python recipes/covid3_site_out.py                      # the shipped head's embeddings
+    python recipes/covid3_site_out.py runs/linear_head/emb*_covid3.npz   # every cached backbone / input variant
 
 Leave-one-*dataset*-out (recipes/lso_auroc_ci.py) removes one of the only two COVID-19 sources, which the shipped
 model never lacks. Here the collection's sites are split into 5 groups (GroupKFold on `location`, images without
@@ -40,14 +41,21 @@ def site_of(paths: pd.Series, data: Path) -> np.ndarray:
     return np.array([where.get(Path(p).name, "(none)") for p in paths])
 
 
-def main(data: Path = Path("../shared/data")) -> int:
+def main(files: list[str], data: Path = Path("../shared/data")) -> int:
     table = prepare_table(load_recipe("recipes/covid3.yaml", ["data.validation=split"]).data)
     paths, src, Y = table.frame["path"].to_numpy(), table.frame["source"].to_numpy(), table.labels
-    j = list(table.label_space.classes).index("COVID-19")
-    z = np.load(EMBEDDINGS, allow_pickle=True)
-    X = pd.DataFrame(z["X"], index=z["paths"]).loc[paths].to_numpy(np.float32)
     rows = np.flatnonzero(src == COLLECTION)
     sites = site_of(pd.Series(paths[rows]), data)
+    for f in files or [str(EMBEDDINGS)]:
+        print(f"== {f}")
+        site_out(f, paths, src, Y, rows, sites, list(table.label_space.classes).index("COVID-19"))
+    return 0
+
+
+def site_out(f: str, paths, src, Y, rows, sites, j: int) -> None:
+    """The collection's sites held out in 5 groups, scored by heads fitted on everything else; printed."""
+    z = np.load(f, allow_pickle=True)
+    X = pd.DataFrame(z["X"], index=z["paths"]).loc[paths].to_numpy(np.float32)
     p = np.full(len(X), np.nan)
     for _, held in GroupKFold(n_splits=5).split(rows, groups=sites):
         test = np.zeros(len(X), bool)
@@ -75,4 +83,4 @@ def main(data: Path = Path("../shared/data")) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
