@@ -159,7 +159,9 @@ def evaluate_cmd(
     strict: StrictOpt = False,
     by: Annotated[
         list[str] | None,
-        typer.Option("--by", help="Also a metrics table per group: source | site | view | sex | age_group (repeatable)."),
+        typer.Option(
+            "--by", help="Also a metrics table per group: source | site | view | sex | age_group (repeatable)."
+        ),
     ] = None,
     record: Annotated[
         str | None,
