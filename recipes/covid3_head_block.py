@@ -28,18 +28,17 @@ import linear_head as lh
 
 from cxrkit.core.task import LabelSpace
 from cxrkit.data import load_datasets
-from cxrkit.models import create_model
 from cxrkit.models.engine import Engine, InferenceOptions
 from cxrkit.training.data_prep import prepare_table
 from cxrkit.training.recipe import load_recipe
 
 CACHE = Path("runs/linear_head/block240_crop0.1_lite1_covid3.npz")
-SIZE = 240
+BACKBONE = lh.Backbone(size=240, arch="efficientnet_lite1", lungs="crop", margin=0.1)  # the shipped covid3's
+SPACE = LabelSpace.exclusive_from(["NORMAL", "ABNORMAL"])  # one output; only the backbone is used
 
 
 def _backbone() -> nn.Module:
-    space = LabelSpace.exclusive_from(["NORMAL", "ABNORMAL"])
-    return create_model("efficientnet_lite1", space, weights="imagenet").eval()
+    return BACKBONE.model(SPACE)
 
 
 class _One(nn.Module):
@@ -60,10 +59,7 @@ def block_inputs(manifest: str) -> tuple[np.ndarray, np.ndarray]:
     # pooling replaced, it is the flattened conv_head input, decoded and lung-cropped exactly as inference does.
     model.conv_head, model.bn2, model.global_pool, model.classifier = nn.Identity(), nn.Identity(), nn.Flatten(), _One()
     options = InferenceOptions(precision="fp32", batch_size=32, num_workers=1)
-    prep = lh.prep_of(SIZE, "crop", 0.1)
-    flat = Engine.for_model(model, LabelSpace.exclusive_from(["NORMAL", "ABNORMAL"]), prep, options=options).run_table(
-        table, "embedding"
-    )
+    flat = Engine.for_model(model, SPACE, BACKBONE.prep(), options=options).run_table(table, "embedding")
     X = flat.reshape(len(flat), 320, -1).astype(np.float16)
     paths = np.array(table.frame["path"])
     np.savez(CACHE, X=X, paths=paths)

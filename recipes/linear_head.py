@@ -47,50 +47,61 @@ C = 0.05  # inverse L2 strength (1280 features, a few thousand images)
 ARCH = "efficientnet_lite0"  # --arch efficientnet_lite1/2: the larger offline ImageNet backbones
 
 
-def prep_of(size: int, lungs: str | None = None, margin: float = 0.1, equalize: str | None = None) -> Preprocessing:
-    return Preprocessing(
-        image_size=size, resize="squash", mean=0.5, std=0.5, lungs=lungs, lung_margin=margin, equalize=equalize
-    )
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """The frozen network and the input it sees: every setting that changes the embeddings.
 
-
-def lung_tag(lungs: str | None, margin: float, equalize: str | None = None) -> str:
-    """Suffix of the embedding cache and report files: one per lung and equalisation setting ('' for neither)."""
-    tag = "" if lungs is None else f"_{lungs}{margin:g}" if lungs == "crop" else f"_{lungs}"
-    return tag + (f"_{equalize}" if equalize else "")
-
-
-def arch_tag(arch: str) -> str:
-    """Suffix of caches, bundles and reports for another backbone than Lite0 ('' for Lite0)."""
-    return "" if arch == ARCH else "_" + arch.removeprefix("efficientnet_")
-
-
-def embeddings(
-    manifest: str,
-    size: int,
-    cache: Path,
-    weights: str = BACKBONE,
-    lungs: str | None = None,
-    margin: float = 0.1,
-    arch: str = ARCH,
-    equalize: str | None = None,
-) -> pd.DataFrame:
-    """Penultimate features of every manifest row, cached (one forward pass per image).
-
-    ``lungs`` crop/mask: each image cut to (or masked to) its lungs by the shipped segmenter before resizing,
-    as a recipe's ``preprocess: {lungs: ...}`` does; the masks are cached on disk, so crop and mask share them.
+    ``lungs`` crop/mask: each image cut to (or masked to) its lungs by the shipped segmenter before resizing, as
+    a recipe's ``preprocess: {lungs: ...}`` does; ``equalize``: per-image equalisation after that step.
     """
+
+    size: int = 64
+    weights: str = BACKBONE  # imagenet, or a cxrkit weights file
+    arch: str = ARCH
+    lungs: str | None = None
+    margin: float = 0.1
+    equalize: str | None = None
+
+    def prep(self) -> Preprocessing:
+        return Preprocessing(
+            image_size=self.size, resize="squash", mean=0.5, std=0.5, lungs=self.lungs, lung_margin=self.margin,
+            equalize=self.equalize,
+        )  # fmt: skip
+
+    def model(self, space: LabelSpace) -> torch.nn.Module:
+        return create_model(self.arch, space, weights=self.weights).eval()
+
+    @property
+    def input_tag(self) -> str:
+        """Suffix of caches, bundles and reports: one per lung, equalisation and backbone setting ('' for none)."""
+        lungs = (
+            "" if self.lungs is None else f"_{self.lungs}{self.margin:g}" if self.lungs == "crop" else f"_{self.lungs}"
+        )
+        equalize = f"_{self.equalize}" if self.equalize else ""
+        arch = "" if self.arch == ARCH else "_" + self.arch.removeprefix("efficientnet_")
+        return lungs + equalize + arch
+
+    def recipe_overrides(self) -> list[str]:
+        """The recipe ``--set``s that record these settings in a bundle, as applied."""
+        sets = [f"model.arch={self.arch}", f"model.image_size={self.size}", f"model.weights={self.weights}"]
+        sets += [f"preprocess.lungs={self.lungs}", f"preprocess.margin={self.margin}"] if self.lungs else []
+        return sets + ([f"preprocess.equalize={self.equalize}"] if self.equalize else [])
+
+
+def embeddings(manifest: str, backbone: Backbone, cache: Path) -> pd.DataFrame:
+    """Penultimate features of every manifest row, cached (one forward pass per image); lung masks are cached
+    on disk, so crop and mask share them."""
     if cache.is_file():
         z = np.load(cache, allow_pickle=True)
         return pd.DataFrame(z["X"], index=z["paths"])
     table = load_datasets([manifest])
     space = LabelSpace.exclusive_from(["NORMAL", "ABNORMAL"])  # one output; only the backbone is used
-    model = create_model(arch, space, weights=weights).eval()
-    prep = prep_of(size, lungs, margin, equalize)
-    if lungs:
+    if backbone.lungs:
         # segment in batches first (the engine would segment one image at a time)
-        LungPreprocessor(LungSpec(lungs=lungs, margin=margin)).warm_cache(list(table.frame["path"]))
+        spec = LungSpec(lungs=backbone.lungs, margin=backbone.margin)
+        LungPreprocessor(spec).warm_cache(list(table.frame["path"]))
     options = InferenceOptions(precision="fp32", batch_size=64, num_workers=1)
-    X = Engine.for_model(model, space, prep, options=options).run_table(table, "embedding")
+    X = Engine.for_model(backbone.model(space), space, backbone.prep(), options=options).run_table(table, "embedding")
     np.savez(cache, X=X, paths=np.array(table.frame["path"]))
     return pd.DataFrame(X, index=table.frame["path"].to_numpy())
 
@@ -140,30 +151,21 @@ def probs_of(space_task: str, X, W, B) -> np.ndarray:
 def build(
     name: str,
     recipe_path: str,
-    size: int,
+    backbone: Backbone,
     out_root: Path,
-    backbone: str = BACKBONE,
-    lungs: str | None = None,
-    margin: float = 0.1,
     bundle: bool = True,
     both: bool = True,
-    arch: str = ARCH,
     describe: str | None = None,
-    equalize: str | None = None,
 ) -> dict:
     # in-source figures need a patient split; recipes/all.yaml now validates leave-one-source-out (the GPU
     # fine-tune), and this script does its own leave-source-out folds below
-    sets = [f"model.arch={arch}", f"model.image_size={size}", f"model.weights={backbone}", "data.validation=split"]
-    sets += [f"preprocess.lungs={lungs}", f"preprocess.margin={margin}"] if lungs else []  # recorded as applied
-    sets += [f"preprocess.equalize={equalize}"] if equalize else []
-    recipe = load_recipe(recipe_path, sets)
+    recipe = load_recipe(recipe_path, [*backbone.recipe_overrides(), "data.validation=split"])
     table = prepare_table(recipe.data)
-    tag = ("_imagenet" if backbone == "imagenet" else "") + lung_tag(lungs, margin, equalize) + arch_tag(arch)
+    tag = ("_imagenet" if backbone.weights == "imagenet" else "") + backbone.input_tag
     # the default run embeds `all`'s manifest (a superset of covid3's) first and both reuse that cache;
     # one model alone (--only) gets its own cache so that it cannot stand in for the superset
     tag += "" if both else f"_{name}"
-    cache = out_root / f"emb{size}{tag}.npz"
-    emb = embeddings(recipe.data.sources[0], size, cache, backbone, lungs, margin, arch, equalize)
+    emb = embeddings(recipe.data.sources[0], backbone, out_root / f"emb{backbone.size}{tag}.npz")
     X = emb.loc[table.frame["path"].to_numpy()].to_numpy(np.float32)
     src = table.frame["source"].to_numpy()
     space, Y = table.label_space, table.labels
@@ -183,16 +185,16 @@ def build(
     d = {"X": X, "Y": Y, "src": src, "space": space, "frame": table.frame, "val": metrics, "oos": out_of_source}
     if not bundle:
         return d
-    model = create_model(arch, space, weights=backbone).eval()
+    model = backbone.model(space)
     with torch.no_grad():
         model.get_classifier().weight.copy_(torch.from_numpy(W))
         model.get_classifier().bias.copy_(torch.from_numpy(B))
-    prep = prep_of(size, lungs, margin, equalize)
+    prep = backbone.prep()
     check = run_bf16_check(model, space, val, prep, probs_fp32=p_val)
     save_bundle(
-        out_root.parent / f"{name}_linear{lung_tag(lungs, margin, equalize)}{arch_tag(arch)}" / "bundle",
+        out_root.parent / f"{name}_linear{backbone.input_tag}" / "bundle",
         model,
-        arch,
+        backbone.arch,
         space,
         prep,
         thresholds=thresholds,
@@ -203,7 +205,7 @@ def build(
         intended_input=_intended(table, recipe, describe),
         extra={
             "recipe": recipe.to_dict(),
-            "method": f"frozen backbone ({backbone}) + source-balanced logistic-regression head, C={C}: "
+            "method": f"frozen backbone ({backbone.weights}) + source-balanced logistic-regression head, C={C}: "
             "recipes/linear_head.py",
             "threshold_method": method,
             "precision_check": {"bf16": check},
@@ -331,20 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {}
+    backbone = Backbone(args.size, args.backbone, args.arch, args.lungs, args.margin, args.equalize)
     for name in [args.only] if args.only else ["all", "covid3"]:
         d = build(
-            name,
-            f"recipes/{name}.yaml",
-            args.size,
-            args.out,
-            args.backbone,
-            args.lungs,
-            args.margin,
-            not args.no_bundle,
-            args.only is None,
-            args.arch,
-            args.describe,
-            args.equalize,
+            name, f"recipes/{name}.yaml", backbone, args.out, not args.no_bundle, args.only is None, args.describe
         )
         report[name] = {
             "in-source validation": {k: d["val"].get(k) for k in ("n", "mean_auroc", "macro_auroc", "accuracy")},
@@ -360,11 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                 d, True, ["kaggle-pneumonia", "covid-chestxray", "covid19-radiography-db"]
             )
         print(json.dumps(report[name], indent=1), flush=True)
-    suffix = (
-        lung_tag(args.lungs, args.margin, args.equalize)
-        + arch_tag(args.arch)
-        + ("" if args.size == 64 else f"_{args.size}px")
-    )
+    suffix = backbone.input_tag + ("" if args.size == 64 else f"_{args.size}px")
     suffix += f"_{args.only}" if args.only else ""
     (args.out / f"lso_{Path(args.backbone).stem}{suffix}.json").write_text(json.dumps(report, indent=1))
     return 0

@@ -20,14 +20,15 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).parent))
 from linear_head import PNEUMONIA_BACKBONE as BACKBONE
-from linear_head import embeddings
+from linear_head import Backbone, embeddings
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--backbone", default=BACKBONE, help="imagenet or a weights file (default: the pneumonia bundle)")
 ap.add_argument("--size", type=int, default=64)
 args = ap.parse_args()
 tag = "" if args.backbone == BACKBONE else "_" + Path(args.backbone).stem
-emb = embeddings("runs/manifests/all.csv", args.size, Path(f"runs/linear_head/emb{args.size}{tag}.npz"), args.backbone)
+backbone = Backbone(size=args.size, weights=args.backbone)
+emb = embeddings("runs/manifests/all.csv", backbone, Path(f"runs/linear_head/emb{args.size}{tag}.npz"))
 X, paths = emb.to_numpy(), emb.index.to_numpy()
 m = pd.read_csv("runs/manifests/all.csv").set_index("path").loc[paths].reset_index()
 src = m["source"].to_numpy()

@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("runs/linear_head"))
     ap.add_argument("--clf", choices=("logistic", "ridge"), default="logistic", help="the source classifier")
     args = ap.parse_args(argv)
-    d = lh.build("covid3", "recipes/covid3.yaml", args.size, args.out, bundle=False, both=False, arch=args.arch)
+    backbone = lh.Backbone(size=args.size, arch=args.arch)
+    d = lh.build("covid3", "recipes/covid3.yaml", backbone, args.out, bundle=False, both=False)
     X, Y, src = d["X"], d["Y"], d["src"]
     j = list(d["space"].classes).index("COVID-19")
     report = {}
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             res[held] = {**lh._scores(Y[te, j], p[:, j], p.argmax(1) == j), "directions": k}
         report[f"rounds={rounds}"] = res
         print(rounds, json.dumps(res), flush=True)
-    name = f"nullspace_{args.clf}{lh.arch_tag(args.arch)}_{args.size}px_covid3.json"
+    name = f"nullspace_{args.clf}{backbone.input_tag}_{args.size}px_covid3.json"
     (args.out / name).write_text(json.dumps(report, indent=1))
     return 0
 
