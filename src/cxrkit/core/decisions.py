@@ -25,14 +25,36 @@ from cxrkit.core.task import LabelSpace, TaskType
 DEFAULT_THRESHOLD = 0.5
 
 
-def multiclass_thresholds(raw: Mapping[str, float] | None, space: LabelSpace) -> dict[str, float]:
-    """A multiclass model's thresholds: ``{}`` (arg-max) or ``{operating class: threshold}``.
-
-    Bundles written before operating points listed every class at 0.5, which meant arg-max; they read as ``{}``.
+def check_operating_class(space: LabelSpace, name: str) -> int:
+    """The column of ``name``, a multiclass model's operating class.
 
     Raises:
-        ConfigError: more than one class, an unknown class, or a value that is not a probability.
+        ConfigError: the task is not multiclass (binary and multi-label outputs have their own thresholds).
+        UnknownNameError: no such class; the message lists the classes.
     """
+    if space.task is not TaskType.MULTICLASS:
+        raise ConfigError(
+            f"An operating class is for multiclass models; this one is {space.task.value}, whose thresholds are "
+            "per output already. Fix: drop the operating class (threshold.operating_class)."
+        )
+    return space.index(name)
+
+
+def multiclass_thresholds(raw: Any, space: LabelSpace) -> dict[str, float]:
+    """A multiclass model's thresholds: ``{}`` (arg-max) or ``{operating class: threshold}``.
+
+    ``raw`` is None, a mapping, or an empty sequence (no threshold). Bundles written before operating points
+    listed every class at 0.5, which meant arg-max; they read as ``{}``.
+
+    Raises:
+        ConfigError: a non-empty list or a number (which class would it be for?), more than one class, an unknown
+            class, or a value that is not a probability.
+    """
+    if raw is not None and not isinstance(raw, Mapping) and len(np.ravel(raw)):
+        raise ConfigError(
+            "A multiclass model's thresholds name their class: none for the arg-max, or {operating class: "
+            f"threshold}}, e.g. {{'COVID-19': 0.3}}; got {raw!r}."
+        )
     if not raw:
         return {}
     values = {space.classes[space.index(str(k))]: float(v) for k, v in raw.items()}

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from cxrkit.core.decisions import multiclass_thresholds
-from cxrkit.core.errors import ConfigError, DataFormatError
+from cxrkit.core.errors import DataFormatError
 from cxrkit.core.jsonable import to_jsonable
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.evaluation.arrays import check_pair
@@ -130,12 +130,7 @@ def evaluate_predictions(
     if task is TaskType.BINARY:
         result.update(_binary(label_space, y, p, thresholds, n_boot, seed, alpha))
     elif task is TaskType.MULTICLASS:
-        if thresholds is not None and not isinstance(thresholds, Mapping) and len(np.ravel(thresholds)) > 0:
-            raise ConfigError(
-                "A multiclass task takes no threshold list (the decision is the arg-max, or one operating class's "
-                f"threshold), got {thresholds!r}; pass None, or {{class: threshold}} for an operating class."
-            )
-        chosen = multiclass_thresholds(thresholds if isinstance(thresholds, Mapping) else None, label_space)
+        chosen = multiclass_thresholds(thresholds, label_space)
         result.update(multiclass_metrics(y, p, classes, n_boot=n_boot, seed=seed, alpha=alpha, thresholds=chosen))
         if chosen:
             result["operating_point"] = _operating_point(label_space, y, p, chosen, n_boot, seed, alpha)

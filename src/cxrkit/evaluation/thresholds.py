@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_curve
 
+from cxrkit.core.decisions import check_operating_class
 from cxrkit.core.errors import ConfigError, DataFormatError, UnknownNameError
 from cxrkit.core.task import LabelSpace, TaskType
 from cxrkit.evaluation.arrays import check_binary_arrays, check_pair
@@ -172,16 +173,11 @@ def choose_thresholds(
         )
     if method == "sensitivity" and not (isinstance(target_sensitivity, int | float) and 0 < target_sensitivity <= 1):
         raise ConfigError(f"target_sensitivity must be a number in (0, 1], e.g. 0.95, got {target_sensitivity!r}.")
-    if operating_class is not None and label_space.task is not TaskType.MULTICLASS:
-        raise ConfigError(
-            f"operating_class is for multiclass models; this one is {label_space.task.value}, whose thresholds "
-            "are per output already. Fix: drop operating_class."
-        )
+    j = None if operating_class is None else check_operating_class(label_space, operating_class)
     y, p = check_pair(label_space, y_true, probs)
     if label_space.task is TaskType.MULTICLASS:
-        if operating_class is None:
+        if j is None:
             return {}
-        j = label_space.index(operating_class)
         name = label_space.classes[j]
         one_vs_rest = (y == j).astype(np.float64)  # multiclass targets are class indices
         _need_both_classes(one_vs_rest, f"Choosing a {method} threshold for {name!r}")

@@ -88,11 +88,7 @@ def normalise_thresholds(
     or one operating class, ``{class: value}`` (see :mod:`cxrkit.core.decisions`).
     """
     if label_space.task is TaskType.MULTICLASS:
-        if thresholds is not None and not isinstance(thresholds, Mapping) and len(np.ravel(thresholds)):
-            raise ConfigError(
-                f"A multiclass model's thresholds name their class ({{'COVID-19': 0.3}}), got {thresholds!r}."
-            )
-        return multiclass_thresholds(thresholds if isinstance(thresholds, Mapping) else None, label_space)
+        return multiclass_thresholds(thresholds, label_space)
     outputs = [label_space.positive] if label_space.task is TaskType.BINARY else list(label_space.classes)
     if thresholds is None:
         values = dict.fromkeys(outputs, 0.5)

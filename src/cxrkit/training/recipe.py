@@ -17,9 +17,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cxrkit.core.decisions import check_operating_class
 from cxrkit.core.errors import ConfigError
 from cxrkit.core.precision import normalise_precision
-from cxrkit.core.task import LabelSpace, TaskType
+from cxrkit.core.task import LabelSpace
 from cxrkit.data.augment import Augmentation
 
 CLASSICAL = ("knn", "logreg")  # the scikit-learn baselines (cxrkit.training.classical)
@@ -133,14 +134,8 @@ class ThresholdSpec(_Section):
 
     def check(self, space: LabelSpace) -> None:
         """Fail before training when ``operating_class`` does not fit the task's label space."""
-        if self.operating_class is None:
-            return
-        if space.task is not TaskType.MULTICLASS:
-            raise ConfigError(
-                f"threshold.operating_class is for multiclass tasks; this one is {space.task.value}, whose "
-                "thresholds are per output already. Fix: drop threshold.operating_class."
-            )
-        space.index(self.operating_class)  # UnknownNameError lists the classes
+        if self.operating_class is not None:
+            check_operating_class(space, self.operating_class)
 
 
 class Recipe(_Section):
