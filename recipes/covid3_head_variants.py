@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -66,8 +65,7 @@ def main() -> int:
     j, normal = classes.index("COVID-19"), classes.index("NORMAL")
 
     def features(name: str) -> np.ndarray:
-        z = np.load(CACHE / name, allow_pickle=True)
-        return pd.DataFrame(z["X"], index=z["paths"]).loc[paths].to_numpy(np.float32)
+        return lh.cached_embeddings(CACHE / name, paths)
 
     X = features(SHIPPED)
     print(_line("shipped head (Lite1 240 lung crop)", lh.out_of_source_probs(X, Y, src)[:, j], Y, src, j, normal))

@@ -54,8 +54,7 @@ def main(files: list[str], data: Path = Path("../shared/data")) -> int:
 
 def site_out(f: str, paths, src, Y, rows, sites, j: int) -> None:
     """The collection's sites held out in 5 groups, scored by heads fitted on everything else; printed."""
-    z = np.load(f, allow_pickle=True)
-    X = pd.DataFrame(z["X"], index=z["paths"]).loc[paths].to_numpy(np.float32)
+    X = lh.cached_embeddings(f, paths)
     p = np.full(len(X), np.nan)
     for _, held in GroupKFold(n_splits=5).split(rows, groups=sites):
         test = np.zeros(len(X), bool)

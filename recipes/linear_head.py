@@ -88,6 +88,12 @@ class Backbone:
         return sets + ([f"preprocess.equalize={self.equalize}"] if self.equalize else [])
 
 
+def cached_embeddings(cache: str | Path, paths) -> np.ndarray:
+    """The rows of an embedding cache written by :func:`embeddings`, in the order of ``paths`` (float32)."""
+    z = np.load(cache, allow_pickle=True)
+    return pd.DataFrame(z["X"], index=z["paths"]).loc[paths].to_numpy(np.float32)
+
+
 def embeddings(manifest: str, backbone: Backbone, cache: Path) -> pd.DataFrame:
     """Penultimate features of every manifest row, cached (one forward pass per image); lung masks are cached
     on disk, so crop and mask share them."""

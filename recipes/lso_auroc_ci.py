@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -44,14 +43,8 @@ def main(files: list[str]) -> int:
     normal = list(table.label_space.classes).index("NORMAL")
     for f in files:
         rng = np.random.default_rng(0)  # per file: a file's CIs do not depend on the files before it
-        z = np.load(f, allow_pickle=True)
-        X = pd.DataFrame(z["X"], index=z["paths"]).loc[paths].to_numpy(np.float32)
         # every source scored once, by the fold model that never saw it
-        p_out = np.zeros(len(X))
-        for held in sorted(set(src)):
-            tr, te = src != held, src == held
-            W, B = lh.fit_covid3(X[tr], Y[tr], src[tr], True)
-            p_out[te] = lh.probs_of("multiclass", X[te], W, B)[:, j]
+        p_out = lh.out_of_source_probs(lh.cached_embeddings(f, paths), Y, src)[:, j]
         collection, covid_or_normal = src == "covid-chestxray", (Y[:, j] == 1) | (Y[:, normal] == 1)
         measures = {
             "covid-chestxray": collection,

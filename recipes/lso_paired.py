@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -31,9 +30,7 @@ def main(baseline: str, variants: list[str]) -> int:
     j, normal = classes.index("COVID-19"), classes.index("NORMAL")
 
     def covid_out_of_source(f: str) -> np.ndarray:
-        z = np.load(f, allow_pickle=True)
-        X = pd.DataFrame(z["X"], index=z["paths"]).loc[paths].to_numpy(np.float32)
-        return lh.out_of_source_probs(X, Y, src)[:, j]
+        return lh.out_of_source_probs(lh.cached_embeddings(f, paths), Y, src)[:, j]
 
     collection = src == "covid-chestxray"
     measures = {
